@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine with Python 3.11+ and make:
+#   make run    create .venv, install the locked dependencies, start the bot (paper mode)
+#   make test   same set-up, then run the whole test suite
+# ARGS passes extra arguments, e.g. make run ARGS="--replay ../shared/data/binance-usdm/btcusdt_20240808.gz"
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+UV_VER := 0.9.7
+STAMP  := $(VENV)/.synced
+SYSPY  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            && { echo $$p; break; }; done)
+
+.PHONY: run test install bench clean
+
+run: install
+	$(PY) main.py run $(ARGS)
+
+test: install
+	$(PY) -m pytest $(ARGS)
+
+bench: install
+	$(PY) bench/replay_throughput.py $(ARGS)
+
+install: $(STAMP)
+
+$(PY):
+	@test -n "$(SYSPY)" || { echo "error: Python 3.11 or newer is required (set SYSPY=/path/to/python3.11)"; exit 1; }
+	$(SYSPY) -m venv $(VENV)
+
+$(UV): | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VER)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --python $(PY)
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

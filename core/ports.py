@@ -1,0 +1,48 @@
+"""The ports the engine talks through. Adapters (paper exchange, live Binance, Telegram, console)
+implement them; tests plug in fakes.
+
+The engine is synchronous (core/event_bus.py), so the order port is fire-and-forget: a call
+records what was asked and returns at once; the outcome arrives later on the bus as
+``OrderUpdate`` / ``PositionUpdate`` / ``BalanceUpdate`` events, exactly as Binance's user data
+stream delivers them. The paper exchange answers on the same dispatch cycle; the live adapter
+answers when the exchange does.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from core.events import OrderRequest
+from core.filters import SymbolFilters
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """CONNECTION: the only door to the exchange (or its paper stand-in)."""
+
+    name: str  # "paper" | "testnet" | "live"
+
+    def filters(self, symbol: str) -> SymbolFilters:
+        """Trading rules of ``symbol``. Raises KeyError for an unknown symbol."""
+        ...
+
+    def submit_order(self, request: OrderRequest) -> None:
+        """Place an order without blocking; its fate arrives as OrderUpdate events."""
+        ...
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> None:
+        """Cancel an open order without blocking; the outcome arrives as an OrderUpdate."""
+        ...
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """Latest mark price (else last trade price) known to the connection, or None."""
+        ...
+
+
+class Notifier(Protocol):
+    """Where alerts go: Telegram admins, or the console when headless."""
+
+    def notify(self, text: str) -> None:
+        """Queue a plain-text alert; never blocks, never raises."""
+        ...

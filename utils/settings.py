@@ -1,0 +1,169 @@
+"""Settings: one frozen object read from the environment and ``.env`` (pydantic-settings).
+
+Every variable is documented in ``.env.example`` with a safe default (paper mode). Units are in
+the names: ``*_PCT`` are percents (``1.5`` = 1.5 %), ``*_FRACTION`` are fractions (``0.1`` =
+10 %), ``*_MS`` milliseconds, money in USDT. A bad value raises ``SettingsError`` with one line
+per offending variable; ``main.py`` prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable and never its value."""
+
+
+def parse_timeframe(text: str) -> int:
+    """Turn ``"5s"``, ``"1m"``, ``"15m"``, ``"1h"`` into milliseconds (1 s to 1 h).
+
+    Raises:
+        ValueError: unknown unit, not a positive integer, or outside 1 s..1 h.
+    """
+    text = text.strip().lower()
+    unit = text[-1:]
+    if unit not in TIMEFRAME_UNITS_MS or not text[:-1].isdigit():
+        raise ValueError(f"timeframe {text!r} is not like 5s, 1m, 15m or 1h")
+    ms = int(text[:-1]) * TIMEFRAME_UNITS_MS[unit]
+    if not 1_000 <= ms <= 3_600_000:
+        raise ValueError(f"timeframe {text!r} is outside 1s..1h")
+    return ms
+
+
+class Settings(BaseSettings):
+    """The bot's configuration. Field names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        case_sensitive=False,
+    )
+
+    # --- mode and market
+    trading_mode: Literal["paper", "testnet", "live"] = "paper"
+    symbols: Annotated[tuple[str, ...], NoDecode] = ("BTCUSDT",)
+    data_dir: Path = Path("data")
+    quote_asset: str = "USDT"
+    exchange_info_path: Path | None = None  # a saved GET /fapi/v1/exchangeInfo for paper filters
+    paper_start_armed: bool = True
+
+    # --- risk and sizing
+    leverage: int = Field(5, ge=1, le=125)
+    risk_fraction: float = Field(0.1, gt=0, le=1)
+    max_notional: Decimal = Field(Decimal("1000"), gt=0)
+    initial_balance: Decimal = Field(Decimal("1000"), gt=0)
+
+    # --- strategy (TRENDING); see core/trend_rules.py for meanings
+    strategy: str = "ema_adx"
+    timeframe: str = "1m"
+    ema_fast: int = Field(9, ge=1)
+    ema_slow: int = Field(21, ge=2)
+    adx_period: int = Field(14, ge=2)
+    adx_min: float = Field(20.0, ge=0, le=100)
+    atr_period: int = Field(14, ge=1)
+    sl_atr: float = Field(1.5, gt=0)
+    tp_atr: float = Field(3.0, gt=0)
+    sl_pct: float = Field(0.0, ge=0, lt=100)  # > 0: fixed-percent SL instead of ATR
+    tp_pct: float = Field(0.0, ge=0)  # > 0: fixed-percent TP instead of ATR
+
+    # --- FOLLOW_ORDERS
+    trailing_pct: float = Field(0.0, ge=0, lt=100)  # 0 = no trailing stop
+    trailing_activation_pct: float = Field(0.0, ge=0)
+    exit_on_reverse: bool = True
+    price_source: Literal["mark", "last"] = "mark"
+
+    # --- paper exchange
+    taker_fee_pct: Decimal = Field(Decimal("0.05"), ge=0, lt=1)
+    maker_fee_pct: Decimal = Field(Decimal("0.02"), ge=-1, lt=1)
+    slippage_pct: Decimal = Field(Decimal("0.01"), ge=0, lt=5)
+    maintenance_margin_pct: Decimal = Field(Decimal("0.4"), gt=0, lt=50)
+
+    # --- replay
+    replay_reorder_ms: int = Field(2_000, ge=0, le=600_000)
+
+    # --- logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    # --- secrets (later adapters); never formatted
+    binance_api_key: SecretStr | None = None
+    binance_api_secret: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s for s in (p.strip() for p in v.split(",")) if s]
+        if isinstance(v, (list, tuple)):
+            out = tuple(str(s).strip().upper() for s in v)
+            for s in out:
+                if not s.isalnum():
+                    raise ValueError(f"symbol {s!r} must be letters and digits, e.g. BTCUSDT")
+            if not out:
+                raise ValueError("at least one symbol is required")
+            return out
+        return v
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v.strip().lower()
+
+    @model_validator(mode="after")
+    def _check_emas(self) -> Settings:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError("EMA_FAST must be smaller than EMA_SLOW")
+        return self
+
+    @property
+    def timeframe_ms(self) -> int:
+        return parse_timeframe(self.timeframe)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "journal.sqlite3"
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "state.json"
+
+    def public_view(self) -> dict[str, str]:
+        """Effective settings as strings, secrets shown only as set/unset."""
+        out: dict[str, str] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr) or name in _SECRET_FIELDS:
+                out[name] = "(set)" if value else "(unset)"
+            elif isinstance(value, tuple):
+                out[name] = ",".join(value)
+            else:
+                out[name] = "" if value is None else str(value)
+        return out
+
+
+_SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from environment, ``.env`` and ``overrides`` (highest priority).
+
+    Raises:
+        SettingsError: one line per invalid variable, naming it; values are not echoed.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc.upper()}: {msg}")
+        raise SettingsError("invalid settings: " + "; ".join(lines)) from None
