@@ -132,6 +132,14 @@ class MarketTick(NamedTuple):
     buyer_maker: bool
 
 
+class BarTick(MarketTick):
+    """A price on the path of a recorded kline (O, then L/H, then C), replayed before the
+    kline itself when the data has no trades, so fills, stops and liquidations see the bar's
+    range. TRENDING ignores it (it subscribes to MarketTick by exact type)."""
+
+    __slots__ = ()
+
+
 class BookTicker(NamedTuple):
     """Best bid/ask (``@bookTicker`` stream or bookTicker CSV). Prices in quote asset."""
 
@@ -180,7 +188,7 @@ class FundingRate(NamedTuple):
     funding_rate: float
 
 
-MARKET_EVENTS = (MarketTick, BookTicker, MarkPrice, Candle, FundingRate)
+MARKET_EVENTS = (MarketTick, BarTick, BookTicker, MarkPrice, Candle, FundingRate)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -236,6 +244,7 @@ class OrderRequest:
     client_order_id: str
     reduce_only: bool = False
     price: Decimal | None = None
+    intent: str = "ENTRY"  # "ENTRY" or the ExitReason value of a closing order
     ts_ms: int
 
 
@@ -288,6 +297,24 @@ class PositionUpdate:
     isolated_margin: Decimal = Decimal(0)
     leverage: int = 0
     reason: str = ""
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionOpened:
+    """ORDERING's notice that the entry completed: the position and its protective levels.
+
+    ``stop_loss``/``take_profit`` are absolute prices: the signal's distances re-anchored on
+    the actual average entry price. FOLLOW_ORDERS watches them; the live adapter places them on
+    the exchange as algo orders.
+    """
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    entry_price: Decimal
+    stop_loss: Decimal
+    take_profit: Decimal
     ts_ms: int
 
 

@@ -1,0 +1,401 @@
+"""The paper exchange: a ``Connection`` that fills orders against recorded or live market data.
+
+It answers exactly as the live adapter does, with ``OrderUpdate`` / ``PositionUpdate`` /
+``BalanceUpdate`` events on the bus (Binance's ORDER_TRADE_UPDATE and ACCOUNT_UPDATE order:
+NEW, then the account update, then the fill).
+
+Model (documented in README "Paper exchange"):
+
+* MARKET orders fill at once, whole, at the best ask (BUY) / best bid (SELL) of the latest
+  bookTicker when the data has one, else at the last trade price, moved against the order by
+  ``slippage`` (fraction) and rounded to the tick size away from the order's favour.
+* Fees: taker fraction of the fill notional, charged in the margin asset at each fill.
+* One-way mode, isolated margin: margin = entry notional / leverage. Liquidation price
+  (maintenance margin rate ``mmr``, no bracket ``cum``): LONG ``(q*EP - M) / (q*(1 - mmr))``,
+  SHORT ``(q*EP + M) / (q*(1 + mmr))``. When the mark price (else the last price) crosses it, the
+  position is closed at that price; the margin left over goes as a liquidation clearance fee,
+  so a liquidation loses exactly the position's margin.
+* Funding: when a ``markPrice`` update shows that the previous next-funding time has passed, the
+  open position pays ``sign * q * mark * rate`` (longs pay a positive rate), with the mark and
+  rate of the last update before the settlement. A ``FundingRate`` event (funding history file)
+  settles at the last known price.
+* LIMIT orders are not simulated: the engine sends MARKET orders only (rejected with a reason).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from core.event_bus import EventBus
+from core.events import (
+    BalanceUpdate,
+    BarTick,
+    BookTicker,
+    FundingRate,
+    MarketTick,
+    MarkPrice,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
+)
+from core.filters import SymbolFilters, ceil_to_step, filters_for, floor_to_step
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+
+
+def _dec(x: float) -> Decimal:
+    """Float market price -> the exchange's exact decimal (repr gives the shortest round-trip)."""
+    return Decimal(repr(x))
+
+
+class _Position:
+    __slots__ = ("qty", "entry", "margin", "liq", "liq_f", "leverage", "opened_ms")
+
+    def __init__(self) -> None:
+        self.qty = ZERO  # signed
+        self.entry = ZERO
+        self.margin = ZERO
+        self.liq = ZERO
+        self.liq_f = 0.0
+        self.leverage = 1
+        self.opened_ms = 0
+
+
+class PaperExchange:
+    """Simulated Binance USDⓈ-M account for paper trading and backtests.
+
+    Args:
+        bus: the engine's bus (market data in, order/position/balance events out).
+        initial_balance: starting wallet in ``quote_asset`` (USDT).
+        leverage: leverage applied to new positions (1..symbol max).
+        taker_fee: fraction (0.0005 = 0.05 %).
+        slippage: fraction of price moved against every market fill (0.0001 = 1 bp).
+        mmr: maintenance margin rate, fraction (0.004 = 0.4 %).
+        filters: symbol rules; DEFAULT_FILTERS fill the gaps.
+    """
+
+    name = "paper"
+
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        initial_balance: Decimal,
+        leverage: int,
+        taker_fee: Decimal = Decimal("0.0005"),
+        maker_fee: Decimal = Decimal("0.0002"),
+        slippage: Decimal = Decimal("0.0001"),
+        mmr: Decimal = Decimal("0.004"),
+        filters: dict[str, SymbolFilters] | None = None,
+        quote_asset: str = "USDT",
+    ) -> None:
+        self._bus = bus
+        self._publish = bus.publish
+        self.wallet = initial_balance
+        self.leverage = leverage
+        self.taker_fee = taker_fee
+        self.maker_fee = maker_fee
+        self.slippage = slippage
+        self.mmr = mmr
+        self._filters = filters or {}
+        self.asset = quote_asset
+        self._positions: dict[str, _Position] = {}
+        self._book: dict[str, tuple[float, float]] = {}
+        self._last: dict[str, float] = {}
+        self._mark: dict[str, float] = {}
+        self._funding: dict[str, tuple[float, int]] = {}  # symbol -> (rate, next funding ms)
+        self._order_seq = 0
+        self._trade_seq = 0
+        self.now_ms = 0
+        bus.subscribe(BookTicker, self._on_book)
+        bus.subscribe(MarketTick, self._on_tick)
+        bus.subscribe(BarTick, self._on_tick)
+        bus.subscribe(MarkPrice, self._on_mark)
+        bus.subscribe(FundingRate, self._on_funding_rate)
+
+    # ------------------------------------------------------------------ Connection port
+
+    def filters(self, symbol: str) -> SymbolFilters:
+        return filters_for(symbol, self._filters)
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        p = self._mark.get(symbol) or self._last.get(symbol)
+        return _dec(p) if p else None
+
+    def last_price(self, symbol: str) -> float | None:
+        return self._last.get(symbol)
+
+    def submit_order(self, request: OrderRequest) -> None:
+        """Fill a MARKET order now (events queued on the bus); anything else is rejected."""
+        self._order_seq += 1
+        oid = self._order_seq
+        ts = max(request.ts_ms, self.now_ms)
+        reason = self._check(request)
+        if reason:
+            self._publish(self._update(request, oid, OrderStatus.REJECTED, ts, reason=reason))
+            return
+        self._publish(self._update(request, oid, OrderStatus.NEW, ts))
+        self._fill(request, oid, ts)
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> None:
+        # Market orders fill at once; nothing ever rests on the paper book.
+        logger.info("paper: cancel %s %s: no open order", symbol, client_order_id)
+
+    # ------------------------------------------------------------------ account views
+
+    def position(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(signed quantity, entry price) of ``symbol``; (0, 0) when flat."""
+        p = self._positions.get(symbol)
+        return (p.qty, p.entry) if p else (ZERO, ZERO)
+
+    def unrealized_pnl(self) -> Decimal:
+        """Σ (price - entry) * signed qty over open positions, at mark (else last) price."""
+        total = ZERO
+        for sym, p in self._positions.items():
+            if p.qty:
+                price = self._mark.get(sym) or self._last.get(sym)
+                if price:
+                    total += (_dec(price) - p.entry) * p.qty
+        return total
+
+    def equity(self) -> Decimal:
+        return self.wallet + self.unrealized_pnl()
+
+    def margin_in_use(self) -> Decimal:
+        return sum((p.margin for p in self._positions.values() if p.qty), ZERO)
+
+    def available(self) -> Decimal:
+        return self.wallet - self.margin_in_use()
+
+    def publish_balance(self, ts_ms: int, reason: str = "SNAPSHOT") -> None:
+        self._publish(self._balance(ts_ms, ZERO, reason))
+
+    def snapshot(self) -> dict:
+        """The account (wallet, positions, id counters) as JSON-ready strings."""
+        return {
+            "wallet": str(self.wallet), "order_seq": self._order_seq,
+            "trade_seq": self._trade_seq,
+            "positions": {
+                s: {"qty": str(p.qty), "entry": str(p.entry), "margin": str(p.margin),
+                    "leverage": p.leverage, "opened_ms": p.opened_ms}
+                for s, p in self._positions.items() if p.qty
+            },
+        }
+
+    def restore(self, snap: dict) -> None:
+        """Load a ``snapshot()``. Raises ValueError/KeyError on a malformed snapshot."""
+        self.wallet = Decimal(snap["wallet"])
+        self._order_seq = int(snap.get("order_seq", 0))
+        self._trade_seq = int(snap.get("trade_seq", 0))
+        self._positions.clear()
+        for sym, d in snap.get("positions", {}).items():
+            p = _Position()
+            p.qty, p.entry, p.margin = Decimal(d["qty"]), Decimal(d["entry"]), Decimal(d["margin"])
+            p.leverage, p.opened_ms = int(d["leverage"]), int(d.get("opened_ms", 0))
+            self._update_liq(p)
+            self._positions[sym] = p
+
+    def publish_positions(self, ts_ms: int) -> None:
+        """Publish every open position (as the exchange does on reconnect)."""
+        for sym, p in list(self._positions.items()):
+            self._publish(self._position_update(sym, p, ts_ms, "SNAPSHOT"))
+
+    # ------------------------------------------------------------------ market data
+
+    def _on_book(self, ev: BookTicker) -> None:
+        self._book[ev.symbol] = (ev.bid, ev.ask)
+        self.now_ms = ev.ts_ms
+
+    def _on_tick(self, ev: MarketTick) -> None:
+        self._last[ev.symbol] = ev.price
+        self.now_ms = ev.ts_ms
+        if self._positions and ev.symbol not in self._mark:
+            self._check_liquidation(ev.symbol, ev.price, ev.ts_ms)
+
+    def _on_mark(self, ev: MarkPrice) -> None:
+        sym = ev.symbol
+        self.now_ms = ev.ts_ms
+        prev = self._funding.get(sym)
+        if prev is not None and prev[1] and ev.ts_ms >= prev[1] and ev.next_funding_ms > prev[1]:
+            self._settle_funding(sym, prev[0], self._mark.get(sym, ev.mark_price), prev[1])
+        self._funding[sym] = (ev.funding_rate, ev.next_funding_ms)
+        self._mark[sym] = ev.mark_price
+        if self._positions:
+            self._check_liquidation(sym, ev.mark_price, ev.ts_ms)
+
+    def _on_funding_rate(self, ev: FundingRate) -> None:
+        self.now_ms = ev.ts_ms
+        price = self._mark.get(ev.symbol) or self._last.get(ev.symbol)
+        if price:
+            self._settle_funding(ev.symbol, ev.funding_rate, price, ev.ts_ms)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check(self, req: OrderRequest) -> str:
+        if req.order_type is not OrderType.MARKET:
+            return "paper exchange fills MARKET orders only"
+        try:
+            f = self.filters(req.symbol)
+        except KeyError as exc:
+            return str(exc.args[0])
+        if req.quantity <= 0 or floor_to_step(req.quantity, f.market_step_size) != req.quantity:
+            return f"quantity {req.quantity} is not a positive multiple of {f.market_step_size}"
+        if self._fill_price_f(req) is None:
+            return f"no market price yet for {req.symbol}"
+        pos = self._positions.get(req.symbol)
+        held = pos.qty if pos else ZERO
+        signed = req.quantity if req.side is OrderSide.BUY else -req.quantity
+        if req.reduce_only:
+            if held == 0 or (held > 0) == (signed > 0):
+                return "reduce-only order would not reduce the position (-2022)"
+            if abs(signed) > abs(held):
+                return "reduce-only quantity exceeds the position (-2022)"
+        elif held != 0 and (held > 0) != (signed > 0):
+            return "paper exchange does not reverse positions in one order; close first"
+        else:
+            price = _dec(self._fill_price_f(req))
+            need = req.quantity * price / self.leverage + req.quantity * price * self.taker_fee
+            if need > self.available():
+                return f"margin is insufficient (-2019): need {need:.2f}, have {self.available():.2f}"
+        return ""
+
+    def _fill_price_f(self, req: OrderRequest) -> float | None:
+        book = self._book.get(req.symbol)
+        if book is not None:
+            return book[1] if req.side is OrderSide.BUY else book[0]
+        return self._last.get(req.symbol)
+
+    def _fill(self, req: OrderRequest, oid: int, ts: int) -> None:
+        f = self.filters(req.symbol)
+        raw = _dec(self._fill_price_f(req))
+        if req.side is OrderSide.BUY:
+            price = ceil_to_step(raw * (1 + self.slippage), f.tick_size).quantize(f.tick_size)
+        else:
+            price = floor_to_step(raw * (1 - self.slippage), f.tick_size).quantize(f.tick_size)
+        qty = req.quantity
+        fee = (qty * price * self.taker_fee).quantize(Decimal("0.00000001"))
+        signed = qty if req.side is OrderSide.BUY else -qty
+        pos = self._positions.setdefault(req.symbol, _Position())
+        realized = ZERO
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):  # open or add
+            new_qty = pos.qty + signed
+            pos.entry = (pos.entry * abs(pos.qty) + price * qty) / abs(new_qty)
+            if pos.qty == 0:
+                pos.opened_ms = ts
+                pos.leverage = self.leverage
+            pos.qty = new_qty
+            pos.margin += qty * price / pos.leverage
+        else:  # reduce or close
+            closed = min(qty, abs(pos.qty))
+            direction = 1 if pos.qty > 0 else -1
+            realized = (price - pos.entry) * closed * direction
+            pos.margin -= pos.margin * closed / abs(pos.qty)
+            pos.qty += signed
+        if pos.qty == 0:
+            pos.entry = pos.margin = ZERO
+        self._update_liq(pos)
+        self.wallet += realized - fee
+        self._trade_seq += 1
+        self._publish(self._balance(ts, realized - fee, "ORDER"))
+        self._publish(self._position_update(req.symbol, pos, ts, "ORDER"))
+        self._publish(
+            self._update(
+                req, oid, OrderStatus.FILLED, ts, filled=qty, last_qty=qty, last_price=price,
+                commission=fee, realized=realized, trade_id=self._trade_seq,
+            )
+        )
+        if pos.qty == 0:
+            del self._positions[req.symbol]
+
+    def _update_liq(self, pos: _Position) -> None:
+        if pos.qty == 0:
+            pos.liq, pos.liq_f = ZERO, 0.0
+            return
+        q = abs(pos.qty)
+        if pos.qty > 0:
+            liq = (q * pos.entry - pos.margin) / (q * (1 - self.mmr))
+        else:
+            liq = (q * pos.entry + pos.margin) / (q * (1 + self.mmr))
+        pos.liq = max(liq, ZERO)
+        pos.liq_f = float(pos.liq)
+
+    def _check_liquidation(self, symbol: str, price: float, ts: int) -> None:
+        pos = self._positions.get(symbol)
+        if pos is None or not pos.qty:
+            return
+        if (pos.qty > 0 and price <= pos.liq_f) or (pos.qty < 0 and price >= pos.liq_f):
+            self._liquidate(symbol, pos, ts)
+
+    def _liquidate(self, symbol: str, pos: _Position, ts: int) -> None:
+        f = self.filters(symbol)
+        price = pos.liq.quantize(f.tick_size)
+        qty = abs(pos.qty)
+        realized = (price - pos.entry) * pos.qty
+        clearance = max(pos.margin + realized, ZERO)  # what is left of the margin
+        side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        self._order_seq += 1
+        self._trade_seq += 1
+        req = OrderRequest(
+            symbol=symbol, side=side, order_type=OrderType.LIQUIDATION, quantity=qty,
+            client_order_id=f"autoclose-{ts}", reduce_only=True, intent="LIQUIDATION", ts_ms=ts,
+        )
+        self.wallet += realized - clearance
+        pos.qty = pos.entry = pos.margin = ZERO
+        self._update_liq(pos)
+        logger.warning("paper: %s liquidated at %s, lost %s", symbol, price, clearance - realized)
+        self._publish(self._balance(ts, realized - clearance, "ORDER"))
+        self._publish(self._position_update(symbol, pos, ts, "LIQUIDATION"))
+        self._publish(
+            self._update(
+                req, self._order_seq, OrderStatus.FILLED, ts, filled=qty, last_qty=qty,
+                last_price=price, commission=clearance, realized=realized,
+                trade_id=self._trade_seq, reason="liquidation",
+            )
+        )
+        del self._positions[symbol]
+
+    def _settle_funding(self, symbol: str, rate: float, price: float, ts: int) -> None:
+        pos = self._positions.get(symbol)
+        if pos is None or not pos.qty or not rate:
+            return
+        payment = (-pos.qty * _dec(price) * _dec(rate)).quantize(Decimal("0.00000001"))
+        self.wallet += payment
+        self._publish(self._balance(ts, payment, "FUNDING_FEE", symbol))
+
+    def _balance(self, ts: int, change: Decimal, reason: str, symbol: str = "") -> BalanceUpdate:
+        return BalanceUpdate(
+            asset=self.asset, wallet_balance=self.wallet, change=change,
+            available_balance=self.available(), reason=reason, symbol=symbol, ts_ms=ts,
+        )
+
+    def _position_update(self, symbol: str, pos: _Position, ts: int, reason: str) -> PositionUpdate:
+        upnl = ZERO
+        price = self._mark.get(symbol) or self._last.get(symbol)
+        if pos.qty and price:
+            upnl = (_dec(price) - pos.entry) * pos.qty
+        return PositionUpdate(
+            symbol=symbol, quantity=pos.qty, entry_price=pos.entry, unrealized_pnl=upnl,
+            liquidation_price=pos.liq, isolated_margin=pos.margin,
+            leverage=pos.leverage if pos.qty else 0, reason=reason, ts_ms=ts,
+        )
+
+    @staticmethod
+    def _update(
+        req: OrderRequest, oid: int, status: OrderStatus, ts: int, *, filled: Decimal = ZERO,
+        last_qty: Decimal = ZERO, last_price: Decimal = ZERO, commission: Decimal = ZERO,
+        realized: Decimal = ZERO, trade_id: int = 0, reason: str = "",
+    ) -> OrderUpdate:
+        return OrderUpdate(
+            symbol=req.symbol, client_order_id=req.client_order_id, order_id=oid, side=req.side,
+            order_type=req.order_type, status=status, quantity=req.quantity, filled_qty=filled,
+            last_fill_qty=last_qty, last_fill_price=last_price,
+            avg_price=last_price if filled else ZERO, commission=commission,
+            realized_pnl=realized, reduce_only=req.reduce_only, trade_id=trade_id,
+            reason=reason, ts_ms=ts,
+        )

@@ -1,0 +1,124 @@
+"""dort5bot: composition root and command line.
+
+    python main.py backtest DATA... [--symbol S] [--timeframe 5s] [--param k=v ...]
+                   [--balance 1000] [--json OUT] [--plot OUT.png]
+    python main.py run [--replay DATA... [--speed N]]
+
+Exit status: 0 ok, 2 bad input (settings, arguments, data files), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from core.state import StateError
+from utils.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger("dort5bot")
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong; the message says which."""
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["ema_fast=5", "adx_min=15"]`` -> ``{"ema_fast": "5", "adx_min": "15"}``.
+
+    Raises:
+        UsageError: an item is not ``key=value`` or names no setting.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise UsageError(f"--param {item!r} is not key=value")
+        if key not in Settings.model_fields:
+            raise UsageError(f"--param {key!r} is not a setting (see .env.example)")
+        out[key] = value.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description="Binance USDⓈ-M futures bot")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    bt = sub.add_parser("backtest", help="run the engine over recorded data, as fast as possible")
+    bt.add_argument("data", nargs="+", help="data files (captures .gz, Binance CSVs)")
+    bt.add_argument("--symbol", help="trade this symbol (default: SYMBOLS, else the data's)")
+    bt.add_argument("--timeframe", help="candle length, 1s..1h (e.g. 5s, 1m)")
+    bt.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="override a setting, e.g. --param ema_fast=5 (repeatable)")
+    bt.add_argument("--balance", help="initial balance, USDT (default INITIAL_BALANCE)")
+    bt.add_argument("--json", type=Path, help="write the result as JSON here")
+    bt.add_argument("--plot", type=Path, help="write the equity/price chart (PNG) here")
+
+    run = sub.add_parser("run", help="run the bot (paper mode by default)")
+    run.add_argument("--replay", nargs="+", metavar="DATA", help="market data from files")
+    run.add_argument("--speed", type=float, default=1.0,
+                     help="replay speed, N x real time; 0 = as fast as possible")
+    return p
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from core.backtest import run_backtest, stderr_progress
+    from core.report import check_invariants, compute_stats, format_report, to_json, write_json
+
+    overrides = parse_params(args.param)
+    if args.timeframe:
+        overrides["timeframe"] = args.timeframe
+    if args.balance:
+        overrides["initial_balance"] = args.balance
+    overrides["trading_mode"] = "paper"
+    settings = load_settings(**overrides)
+    result = run_backtest(settings, args.data, symbol=args.symbol, progress=stderr_progress())
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    stats = compute_stats(result)
+    check_invariants(result)
+    print(format_report(result, stats))
+    if args.json:
+        write_json(args.json, to_json(result, stats))
+        print(f"JSON written to {args.json}")
+    if args.plot:
+        from utils.charts import render_backtest_chart, write_chart
+
+        write_chart(args.plot, render_backtest_chart(result))
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.runner import run_bot
+
+    settings = load_settings()
+    if args.speed < 0:
+        raise UsageError("--speed must be >= 0")
+    return asyncio.run(run_bot(settings, replay=args.replay, speed=args.speed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from core.backtest import BacktestError
+    from core.replay import ReplayError
+    from utils.log_setup import setup_logging
+
+    try:
+        level = load_settings().log_level if args.command == "run" else "WARNING"
+        setup_logging(level, json_lines=args.command == "run")
+        if args.command == "backtest":
+            return cmd_backtest(args)
+        return cmd_run(args)
+    except (SettingsError, UsageError, ReplayError, BacktestError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
