@@ -1,0 +1,426 @@
+"""JOURNAL, the witness: every signal, order, fill, round trip, equity snapshot, state change,
+connection status and error, persisted to SQLite (aiosqlite, WAL mode).
+
+Bus handlers only turn the event into row tuples and append them to an in-memory pending list
+(a few microseconds, no I/O). An owned task writes the pending rows in one transaction every
+``flush_interval_s``; ``stop()`` writes whatever is left. If a write fails (disk full, database
+locked) the rows stay pending and the next flush retries; the failure is logged and published
+as an ``EngineError`` once per failure streak, and nothing is raised into the bus.
+
+Tables (money is TEXT holding a ``Decimal`` string, never REAL):
+
+* ``events``: one row per event, the payload as JSON (``to_jsonable``).
+* ``fills``: one row per execution, deduplicated on (symbol, trade_id, client_order_id) because
+  the user data stream may deliver a fill twice around a reconnect.
+* ``trades``: one row per round trip (``ClosedTrade``).
+* ``equity``: one row per ``EquitySnapshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from core.event_bus import EventBus
+from core.events import (
+    BalanceUpdate,
+    CloseRequest,
+    ClosedTrade,
+    ConnectionStatus,
+    EngineError,
+    EquitySnapshot,
+    ExitReason,
+    OrderRequest,
+    OrderUpdate,
+    PositionOpened,
+    PositionUpdate,
+    Side,
+    SignalRejected,
+    StateChanged,
+    TradeClosed,
+    TradeSignal,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT,
+    payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
+CREATE TABLE IF NOT EXISTS trades (
+    id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL,
+    entry_ts_ms INTEGER NOT NULL, exit_ts_ms INTEGER NOT NULL, entry_price TEXT NOT NULL,
+    exit_price TEXT NOT NULL, quantity TEXT NOT NULL, gross_pnl TEXT NOT NULL, fees TEXT NOT NULL,
+    funding TEXT NOT NULL, net_pnl TEXT NOT NULL, exit_reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS trades_exit_ts ON trades (exit_ts_ms);
+CREATE TABLE IF NOT EXISTS fills (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, symbol TEXT NOT NULL,
+    client_order_id TEXT NOT NULL, order_id INTEGER NOT NULL, trade_id INTEGER,
+    side TEXT NOT NULL, qty TEXT NOT NULL, price TEXT NOT NULL, commission TEXT NOT NULL,
+    commission_asset TEXT NOT NULL, realized_pnl TEXT NOT NULL,
+    UNIQUE (symbol, trade_id, client_order_id));
+CREATE TABLE IF NOT EXISTS equity (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, equity TEXT NOT NULL,
+    wallet_balance TEXT NOT NULL, unrealized_pnl TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS equity_ts ON equity (ts_ms);
+"""
+
+_TRADE_FIELDS = tuple(f.name for f in dataclasses.fields(ClosedTrade))  # = trades columns
+_TRADE_PARSE = {"symbol": str, "side": Side, "exit_reason": ExitReason, "entry_ts_ms": int,
+                "exit_ts_ms": int}  # every other column is a Decimal string
+
+_INSERT = {
+    "events": "INSERT INTO events (ts_ms, kind, symbol, payload) VALUES (?, ?, ?, ?)",
+    "fills": "INSERT OR IGNORE INTO fills (ts_ms, symbol, client_order_id, order_id, trade_id,"
+    " side, qty, price, commission, commission_asset, realized_pnl)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "trades": "INSERT INTO trades ({}) VALUES ({})".format(
+        ", ".join(_TRADE_FIELDS), ", ".join("?" * len(_TRADE_FIELDS))),
+    "equity": "INSERT INTO equity (ts_ms, equity, wallet_balance, unrealized_pnl)"
+    " VALUES (?, ?, ?, ?)",
+}
+
+JOURNALED_EVENTS = (
+    TradeSignal, SignalRejected, CloseRequest, OrderRequest, OrderUpdate, PositionOpened,
+    PositionUpdate, BalanceUpdate, TradeClosed, EquitySnapshot, StateChanged, ConnectionStatus,
+    EngineError,
+)
+
+
+class JournalError(Exception):
+    """The journal database cannot be opened or read; the message names the file."""
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass type -> field names, filled lazily
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn an event (frozen dataclass) into plain JSON types.
+
+    Dataclasses become dicts of their fields, ``Decimal`` its exact string, ``Enum`` its value,
+    tuples and lists lists, dict keys strings. Anything else orjson cannot encode becomes
+    ``str(value)``.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is Decimal:
+        return str(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+        return to_jsonable(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)):  # subclasses of the plain types
+        return value
+    return str(value)
+
+
+def _symbol_of(event: Any) -> str | None:
+    if isinstance(event, SignalRejected):
+        return event.signal.symbol
+    if isinstance(event, TradeClosed):
+        return event.trade.symbol
+    return getattr(event, "symbol", None) or None
+
+
+def _trade_row(trade: ClosedTrade) -> tuple:
+    return tuple(to_jsonable(getattr(trade, name)) for name in _TRADE_FIELDS)
+
+
+def _trade_from_row(row: tuple) -> ClosedTrade:
+    return ClosedTrade(**{
+        name: _TRADE_PARSE.get(name, Decimal)(value) for name, value in zip(_TRADE_FIELDS, row)
+    })
+
+
+class Journal:
+    """Persists journaled events to ``db_path`` (SQLite, WAL) and answers history queries.
+
+    Args:
+        bus: subscribed to at construction, so events published before ``start()`` are kept
+            pending and written once the database is open.
+        db_path: the SQLite file (parent directories are created), or None for an in-memory
+            database (backtests: full query API, nothing on disk, gone after ``stop()``).
+        flush_interval_s: seconds between background writes.
+        busy_timeout_s: how long a write waits for a lock held by another connection before
+            failing (and being retried at the next flush).
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        db_path: Path | None,
+        *,
+        flush_interval_s: float = 0.5,
+        busy_timeout_s: float = 2.0,
+    ) -> None:
+        self._bus = bus
+        self._db_path = db_path
+        self._flush_interval_s = flush_interval_s
+        self._busy_timeout_s = busy_timeout_s
+        self._pending: dict[str, list[tuple]] = {name: [] for name in _INSERT}
+        self._conn: aiosqlite.Connection | None = None
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._failing = False
+        self.write_errors = 0  # failed flush attempts since construction
+        for event_type in JOURNALED_EVENTS:
+            bus.subscribe(event_type, self._on_event)
+
+    # ------------------------------------------------------------------ bus side (sync, fast)
+
+    def _on_event(self, event: Any) -> None:
+        kind = type(event).__name__
+        try:
+            payload = orjson.dumps(to_jsonable(event)).decode()
+        except Exception as exc:  # never raise into the bus; keep a trace of the event
+            payload = orjson.dumps({"unserializable": repr(event), "error": str(exc)}).decode()
+        pending = self._pending
+        pending["events"].append((event.ts_ms, kind, _symbol_of(event), payload))
+        if kind == "OrderUpdate" and event.last_fill_qty > 0:
+            pending["fills"].append((
+                event.ts_ms, event.symbol, event.client_order_id, event.order_id,
+                event.trade_id or None,  # NULL never collides: fills without an id are all kept
+                event.side.value, str(event.last_fill_qty), str(event.last_fill_price),
+                str(event.commission), event.commission_asset, str(event.realized_pnl),
+            ))
+        elif kind == "TradeClosed":
+            pending["trades"].append(_trade_row(event.trade))
+        elif kind == "EquitySnapshot":
+            pending["equity"].append((
+                event.ts_ms, str(event.equity), str(event.wallet_balance),
+                str(event.unrealized_pnl),
+            ))
+
+    @property
+    def pending_count(self) -> int:
+        """Rows (all tables) waiting to be written."""
+        return sum(len(rows) for rows in self._pending.values())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open (or create) the database, check its schema, start the flush task.
+
+        Raises:
+            JournalError: the file is not a SQLite database (corrupt; it is left untouched),
+                cannot be opened, or has a newer schema than this code understands.
+        """
+        if self._conn is not None:
+            return
+        self._conn = await self._open()
+        self._task = asyncio.create_task(self._flush_loop(), name="journal-flush")
+        logger.info("journal open: %s", self._describe())
+
+    async def stop(self) -> None:
+        """Stop the flush task, write every pending row, close the database."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if self._conn is None:
+            return
+        if not await self.flush():
+            logger.error("journal closed with %d rows unwritten (%s)", self.pending_count,
+                         self._describe())
+        async with self._lock:  # no flush may be using the connection while it closes
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
+    async def _open(self) -> aiosqlite.Connection:
+        target = ":memory:" if self._db_path is None else str(self._db_path)
+        try:
+            if self._db_path is not None:
+                self._db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(
+                target, timeout=self._busy_timeout_s, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open journal {self._describe()}: {exc}") from exc
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.executescript(_SCHEMA)
+            rows = await conn.execute_fetchall("SELECT MAX(version) FROM schema_version")
+            version = rows[0][0]
+            if version is None:
+                await conn.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                   (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {self._describe()} has schema version {version}, newer than"
+                    f" this bot's {SCHEMA_VERSION}; upgrade the bot or use another DATA_DIR"
+                )
+        except JournalError:
+            await conn.close()
+            raise
+        except sqlite3.Error as exc:
+            await conn.close()
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise JournalError(
+                    f"journal {self._describe()} is not a valid SQLite database ({exc}); move"
+                    " the file aside to start a new journal"
+                ) from exc
+            raise JournalError(f"cannot open journal {self._describe()}: {exc}") from exc
+        return conn
+
+    def _describe(self) -> str:
+        return "(in memory)" if self._db_path is None else str(self._db_path)
+
+    # ------------------------------------------------------------------ writing
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval_s)
+            if self.pending_count:
+                try:
+                    await self.flush()
+                except Exception:  # keep the witness alive; the rows stay pending
+                    logger.exception("journal flush failed unexpectedly")
+
+    async def flush(self) -> bool:
+        """Write all pending rows in one transaction.
+
+        The write runs to completion even if the caller is cancelled, so a row is never both
+        committed and still pending.
+
+        Returns:
+            True when nothing is left pending; False when the journal is not open or the write
+            failed (rows stay pending for the next attempt). Never raises for a write error.
+        """
+        return await asyncio.shield(self._flush_now())
+
+    async def _flush_now(self) -> bool:
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                return not self.pending_count
+            batch = {name: rows[:] for name, rows in self._pending.items() if rows}
+            if not batch:
+                return True
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                for name, rows in batch.items():
+                    await conn.executemany(_INSERT[name], rows)
+                await conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                await self._rollback(conn)
+                self._on_write_failure(exc)
+                return False
+            for name, rows in batch.items():
+                del self._pending[name][: len(rows)]  # rows appended meanwhile stay
+            if self._failing:
+                self._failing = False
+                logger.info("journal writes recovered: %s", self._describe())
+            return not self.pending_count
+
+    async def _rollback(self, conn: aiosqlite.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is already gone; nothing was committed
+
+    def _on_write_failure(self, exc: Exception) -> None:
+        self.write_errors += 1
+        if self._failing:
+            return
+        self._failing = True
+        message = (f"journal write to {self._describe()} failed, {self.pending_count} rows kept"
+                   f" for retry: {type(exc).__name__}: {exc}")
+        logger.error("%s", message)
+        last = self._pending["events"][-1:]  # exchange time of the newest unwritten event
+        self._bus.publish(EngineError(source="journal", message=message,
+                                      ts_ms=last[0][0] if last else 0))
+
+    # ------------------------------------------------------------------ queries
+
+    async def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        await self.flush()
+        async with self._lock:  # stop() may be closing the connection
+            if self._conn is None:
+                raise JournalError(f"journal {self._describe()} is not open")
+            try:
+                return list(await self._conn.execute_fetchall(sql, params))
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self._describe()} query failed: {exc}") from exc
+
+    async def trades(self, since_ms: int | None = None,
+                     limit: int | None = None) -> list[ClosedTrade]:
+        """Round trips that closed at or after ``since_ms``, the newest ``limit``, newest last."""
+        rows = await self._query(
+            f"SELECT {', '.join(_TRADE_FIELDS)} FROM trades WHERE exit_ts_ms >= ?"
+            " ORDER BY exit_ts_ms DESC, id DESC LIMIT ?",
+            (since_ms if since_ms is not None else -(2**62), -1 if limit is None else limit),
+        )
+        return [_trade_from_row(r) for r in reversed(rows)]
+
+    async def equity_curve(self, since_ms: int | None = None) -> list[tuple[int, Decimal]]:
+        """``(ts_ms, equity)`` points, oldest first, from equity snapshots."""
+        rows = await self._query(
+            "SELECT ts_ms, equity FROM equity WHERE ts_ms >= ? ORDER BY ts_ms, id",
+            (since_ms if since_ms is not None else -(2**62),),
+        )
+        return [(ts, Decimal(eq)) for ts, eq in rows]
+
+    async def recent_events(self, limit: int) -> list[dict]:
+        """The last ``limit`` events, oldest first, as
+        ``{"id", "ts_ms", "kind", "symbol", "payload"}`` with the payload decoded (money as
+        decimal strings)."""
+        rows = await self._query(
+            "SELECT id, ts_ms, kind, symbol, payload FROM events ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {"id": i, "ts_ms": ts, "kind": kind, "symbol": sym, "payload": orjson.loads(p)}
+            for i, ts, kind, sym, p in reversed(rows)
+        ]
+
+    async def pnl_summary(self, since_ms: int | None = None) -> dict:
+        """Realized results of round trips closed at or after ``since_ms``.
+
+        Returns:
+            ``{"trades": int, "wins": int, "losses": int, "win_rate": float (0..1, net PnL > 0
+            is a win), "gross_pnl", "fees", "funding", "net_pnl": Decimal (USDT)}``.
+        """
+        trades = await self.trades(since_ms)
+        zero = Decimal(0)
+        wins = sum(1 for t in trades if t.net_pnl > 0)
+        return {
+            "trades": len(trades),
+            "wins": wins,
+            "losses": sum(1 for t in trades if t.net_pnl < 0),
+            "win_rate": wins / len(trades) if trades else 0.0,
+            "gross_pnl": sum((t.gross_pnl for t in trades), zero),
+            "fees": sum((t.fees for t in trades), zero),
+            "funding": sum((t.funding for t in trades), zero),
+            "net_pnl": sum((t.net_pnl for t in trades), zero),
+        }
