@@ -107,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     from core.replay import ReplayError
     from utils.log_setup import setup_logging
 
+    from core.runner import RunError
+
     try:
-        level = load_settings().log_level if args.command == "run" else "WARNING"
-        setup_logging(level, json_lines=args.command == "run")
-        if args.command == "backtest":
-            return cmd_backtest(args)
-        return cmd_run(args)
-    except (SettingsError, UsageError, ReplayError, BacktestError, StateError) as exc:
+        if args.command == "run":
+            settings = load_settings()
+            setup_logging(settings.log_level, json_lines=settings.log_json)
+            return cmd_run(args)
+        setup_logging("WARNING", json_lines=False)
+        return cmd_backtest(args)
+    except (SettingsError, UsageError, ReplayError, BacktestError, StateError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from core.engine import build_engine
 from core.events import Candle, EngineMode, ExitReason
 from core.paper import PaperExchange
 from core.replay import ReplaySource
+from core.replay_csv import symbol_from_filename
 from core.report import BacktestResult
 from utils.settings import Settings
 
@@ -74,11 +75,15 @@ def run_backtest(
         core.replay.ReplayError: a file is unknown or corrupt.
         BacktestError: the data has no events for the symbol.
     """
-    source = ReplaySource(paths, symbol=symbol, reorder_ms=settings.replay_reorder_ms)
+    wanted = {symbol.upper()} if symbol else None
+    unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
+    source = ReplaySource(paths, symbol=symbol.upper() if unnamed else None, symbols=wanted,
+                          reorder_ms=settings.replay_reorder_ms)
     events: Iterator = with_bar_ticks(source)
     head = list(islice(events, PROBE_EVENTS))
     if not head:
-        raise BacktestError(f"no market events in {', '.join(map(str, paths))}")
+        what = f" for {symbol.upper()}" if symbol else ""
+        raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
     seen = {ev.symbol for ev in head}
     if symbol:
         symbols = (symbol.upper(),)

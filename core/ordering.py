@@ -307,9 +307,19 @@ class Ordering:
         if up.symbol != st.symbol:
             return
         if up.quantity == 0:
-            if st.phase is EN and st.quantity == 0:
-                return  # the entry has not filled yet: nothing to reconcile
-            st.orders = {k: o for k, o in st.orders.items() if o.symbol != up.symbol}
+            if st.phase is EN:
+                if st.quantity == 0:
+                    return  # the entry has not filled yet: nothing to reconcile
+                # What filled is gone (liquidated or closed on the exchange) but the entry order
+                # may still be live: cancel it and let its final update decide OPEN or FLAT,
+                # so no second entry can start beside it.
+                st.quantity = ZERO
+                live = [o for o in st.orders.values() if o.intent == "ENTRY"]
+                if live:
+                    st.save()
+                    for o in live:
+                        self._conn.cancel_order(o.symbol, o.client_order_id)
+                    return
             self._transition("position_gone", up.ts_ms, up.reason or "position closed")
         elif abs(up.quantity) != st.quantity and st.phase is OP:
             logger.warning("position size %s differs from the exchange's %s; adopting",

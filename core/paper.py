@@ -362,8 +362,8 @@ class PaperExchange:
 
     def _settle_funding(self, symbol: str, rate: float, price: float, ts: int) -> None:
         pos = self._positions.get(symbol)
-        if pos is None or not pos.qty or not rate:
-            return
+        if pos is None or not pos.qty or not rate or pos.opened_ms > ts:
+            return  # only a position held at the settlement time pays or receives
         payment = (-pos.qty * _dec(price) * _dec(rate)).quantize(Decimal("0.00000001"))
         self.wallet += payment
         self._publish(self._balance(ts, payment, "FUNDING_FEE", symbol))

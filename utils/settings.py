@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        env_ignore_empty=True,
         case_sensitive=False,
     )
 
@@ -97,6 +98,48 @@ class Settings(BaseSettings):
     binance_api_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
 
+    # --- Telegram (token above, with the secrets): see handlers/host.py
+    telegram_admin_ids: Annotated[tuple[int, ...], NoDecode] = ()  # numeric user ids
+    telegram_api_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (local Bot API)
+    bot_language: Literal["en", "tr"] = "en"
+    daily_report_hour: int = Field(0, ge=0, le=23)  # UTC hour of the daily summary
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _split_admin_ids(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v]
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            out = []
+            for item in v:
+                text = str(item).strip()
+                if isinstance(item, bool) or not text.isdigit() or int(text) <= 0:
+                    raise ValueError("must be comma-separated numeric Telegram user ids, "
+                                     "e.g. 123456789,987654321")
+                out.append(int(text))
+            return tuple(dict.fromkeys(out))
+        return v
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _check_base_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL ending in /bot, "
+                             "e.g. http://127.0.0.1:8081/bot")
+        return v
+
+    @model_validator(mode="after")
+    def _check_telegram(self) -> Settings:
+        if self.telegram_bot_token is not None and not self.telegram_admin_ids:
+            raise ValueError("TELEGRAM_ADMIN_IDS is required when TELEGRAM_BOT_TOKEN is set "
+                             "(only those users may control the bot)")
+        return self
+
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, v: Any) -> Any:
@@ -106,7 +149,8 @@ class Settings(BaseSettings):
             out = tuple(str(s).strip().upper() for s in v)
             for s in out:
                 if not s.isalnum():
-                    raise ValueError(f"symbol {s!r} must be letters and digits, e.g. BTCUSDT")
+                    # never echo the value (SettingsError contract)
+                    raise ValueError("each symbol must be letters and digits, e.g. BTCUSDT")
             if not out:
                 raise ValueError("at least one symbol is required")
             return out
@@ -115,7 +159,10 @@ class Settings(BaseSettings):
     @field_validator("timeframe")
     @classmethod
     def _check_timeframe(cls, v: str) -> str:
-        parse_timeframe(v)
+        try:
+            parse_timeframe(v)
+        except ValueError:  # its message quotes the value; SettingsError must not
+            raise ValueError("must be like 5s, 1m, 15m or 1h, within 1s..1h") from None
         return v.strip().lower()
 
     @model_validator(mode="after")
@@ -143,7 +190,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr) or name in _SECRET_FIELDS:
                 out[name] = "(set)" if value else "(unset)"
             elif isinstance(value, tuple):
-                out[name] = ",".join(value)
+                out[name] = ",".join(str(v) for v in value)
             else:
                 out[name] = "" if value is None else str(value)
         return out
