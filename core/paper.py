@@ -15,9 +15,10 @@ Model (documented in README "Paper exchange"):
   SHORT ``(q*EP + M) / (q*(1 + mmr))``. When the mark price (else the last price) crosses it, the
   position is closed at that price; the margin left over goes as a liquidation clearance fee,
   so a liquidation loses exactly the position's margin.
-* Funding: when a ``markPrice`` update shows that the previous next-funding time has passed, the
-  open position pays ``sign * q * mark * rate`` (longs pay a positive rate), with the mark and
-  rate of the last update before the settlement. A ``FundingRate`` event (funding history file)
+* Funding: once exchange time reaches the next-funding time announced by ``markPrice`` (seen on
+  the next mark update or before any fill), a position held at that time pays
+  ``sign * q * mark * rate`` (longs pay a positive rate) with the latest mark and announced
+  rate. A ``FundingRate`` event (funding history file)
   settles at the last known price.
 * LIMIT orders are not simulated: the engine sends MARKET orders only (rejected with a reason).
 """
@@ -110,6 +111,7 @@ class PaperExchange:
         self._last: dict[str, float] = {}
         self._mark: dict[str, float] = {}
         self._funding: dict[str, tuple[float, int]] = {}  # symbol -> (rate, next funding ms)
+        self._settled: dict[str, int] = {}  # symbol -> last funding time settled
         self._order_seq = 0
         self._trade_seq = 0
         self.now_ms = 0
@@ -221,11 +223,10 @@ class PaperExchange:
     def _on_mark(self, ev: MarkPrice) -> None:
         sym = ev.symbol
         self.now_ms = ev.ts_ms
-        prev = self._funding.get(sym)
-        if prev is not None and prev[1] and ev.ts_ms >= prev[1] and ev.next_funding_ms > prev[1]:
-            self._settle_funding(sym, prev[0], self._mark.get(sym, ev.mark_price), prev[1])
+        self._settle_due(sym, ev.ts_ms)  # a settlement the previous update announced
         self._funding[sym] = (ev.funding_rate, ev.next_funding_ms)
         self._mark[sym] = ev.mark_price
+        self._settle_due(sym, ev.ts_ms)  # an update sent while its own settlement runs
         if self._positions:
             self._check_liquidation(sym, ev.mark_price, ev.ts_ms)
 
@@ -259,7 +260,7 @@ class PaperExchange:
         elif held != 0 and (held > 0) != (signed > 0):
             return "paper exchange does not reverse positions in one order; close first"
         else:
-            price = _dec(self._fill_price_f(req))
+            price = _dec(self._fill_price_f(req)) * (1 + self.slippage)  # worst fill price
             need = req.quantity * price / self.leverage + req.quantity * price * self.taker_fee
             if need > self.available():
                 return f"margin is insufficient (-2019): need {need:.2f}, have {self.available():.2f}"
@@ -272,6 +273,7 @@ class PaperExchange:
         return self._last.get(req.symbol)
 
     def _fill(self, req: OrderRequest, oid: int, ts: int) -> None:
+        self._settle_due(req.symbol, ts)
         f = self.filters(req.symbol)
         raw = _dec(self._fill_price_f(req))
         if req.side is OrderSide.BUY:
@@ -333,6 +335,7 @@ class PaperExchange:
             self._liquidate(symbol, pos, ts)
 
     def _liquidate(self, symbol: str, pos: _Position, ts: int) -> None:
+        self._settle_due(symbol, ts)
         f = self.filters(symbol)
         price = pos.liq.quantize(f.tick_size)
         qty = abs(pos.qty)
@@ -359,6 +362,19 @@ class PaperExchange:
             )
         )
         del self._positions[symbol]
+
+    def _settle_due(self, symbol: str, now: int) -> None:
+        """Settle the announced funding of ``symbol`` once ``now`` has reached its time.
+
+        Called on mark updates and before any fill, so a position closed right after the
+        settlement time, before the next mark update reveals it, still pays.
+        """
+        rate, t = self._funding.get(symbol, (0.0, 0))
+        if t and now >= t and t > self._settled.get(symbol, 0):
+            self._settled[symbol] = t
+            price = self._mark.get(symbol) or self._last.get(symbol)
+            if price:
+                self._settle_funding(symbol, rate, price, t)
 
     def _settle_funding(self, symbol: str, rate: float, price: float, ts: int) -> None:
         pos = self._positions.get(symbol)

@@ -101,7 +101,7 @@ class EngineState:
                 seq=int(raw.get("seq", 0)),
                 path=path,
             )
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
             raise StateError(
                 f"state file {path} is unreadable ({type(exc).__name__}); "
                 "fix or move it away, then restart"

@@ -83,7 +83,8 @@ class Trending:
                     bar[2] = p
                 elif p < bar[3]:
                     bar[3] = p
-                bar[4] = p
+                if start == bar[0]:
+                    bar[4] = p  # a late trade is not the bar's latest price
                 bar[5] += ev.quantity
                 return
             self._bars[sym] = [start, p, p, p, p, ev.quantity]
