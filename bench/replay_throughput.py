@@ -22,16 +22,14 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
-from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.bar_ticks import with_bar_ticks  # noqa: E402
 from core.engine import build_engine  # noqa: E402
 from core.events import EngineMode, ExitReason  # noqa: E402
-from core.replay import ReplaySource, read_capture_lines, reorder  # noqa: E402
+from core.replay import ReplaySource, read_capture_chunks  # noqa: E402
 from utils.settings import load_settings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance-usdm"
@@ -46,19 +44,13 @@ def _engine(symbol: str):
     return engine
 
 
-def _chunks(events, size=4096):
-    it = iter(events)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
 def run_lines(lines: list[bytes], symbol: str) -> tuple[int, float, int]:
     """(events, seconds, trades) for one replay from in-memory raw lines."""
     engine = _engine(symbol)
     publish = engine.bus.publish
     n = 0
     t0 = time.perf_counter()
-    for chunk in reorder(_chunks(read_capture_lines(lines)), window_ms=2000):
+    for chunk in read_capture_chunks(lines, reorder_ms=2000):
         for ev in chunk:
             publish(ev)
         n += len(chunk)
@@ -67,13 +59,14 @@ def run_lines(lines: list[bytes], symbol: str) -> tuple[int, float, int]:
 
 
 def run_file(path: Path, symbol: str) -> tuple[int, float, int]:
-    """(events, seconds, trades) for one replay from the file on disk."""
+    """(events, seconds, trades) for one replay from the file on disk (as core/backtest.py)."""
     engine = _engine(symbol)
     publish = engine.bus.publish
     t0 = time.perf_counter()
     source = ReplaySource([path])
-    for ev in with_bar_ticks(source):
-        publish(ev)
+    for chunk in source.chunks():
+        for ev in chunk:
+            publish(ev)
     engine.close_position(ExitReason.END, 0)
     return source.stats.events, time.perf_counter() - t0, len(engine.ledger.trades)
 

@@ -56,6 +56,12 @@ def _downsample(points: list[tuple[int, float]], n: int) -> list[tuple[int, floa
     return out
 
 
+def _batched(events: Iterator, size: int = 4096) -> Iterator[list]:
+    it = iter(events)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
 def run_backtest(
     settings: Settings,
     paths: Sequence[str | Path],
@@ -79,46 +85,46 @@ def run_backtest(
     unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
     source = ReplaySource(paths, symbol=symbol.upper() if unnamed else None, symbols=wanted,
                           reorder_ms=settings.replay_reorder_ms)
-    events: Iterator = with_bar_ticks(source)
-    head = list(islice(events, PROBE_EVENTS))
+    if "klines_csv" in source.formats:  # no trades: give the paper exchange a price path
+        chunks: Iterator[list] = _batched(with_bar_ticks(source))
+    else:
+        chunks = source.chunks()
+    head: list[list] = []
+    for chunk in chunks:
+        head.append(chunk)
+        if sum(map(len, head)) >= PROBE_EVENTS:
+            break
     if not head:
         what = f" for {symbol.upper()}" if symbol else ""
         raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
-    seen = {ev.symbol for ev in head}
+    seen = {ev.symbol for chunk in head for ev in chunk}
     if symbol:
         symbols = (symbol.upper(),)
     else:
         symbols = tuple(s for s in settings.symbols if s in seen) or tuple(sorted(seen))
-    if not set(symbols) & seen and len(head) < PROBE_EVENTS:
-        raise BacktestError(f"the data holds {', '.join(sorted(seen))}, not {', '.join(symbols)}")
     settings = settings.model_copy(update={"symbols": symbols})
     engine = build_engine(settings, persist=False, default_mode=EngineMode.ARMED)
     paper = engine.connection
     assert isinstance(paper, PaperExchange)
     sampler = _Sampler(paper, frozenset(symbols), [], [])
     engine.bus.subscribe(Candle, sampler.on_candle)
-    first_ts = head[0].ts_ms
+    first_ts = head[0][0].ts_ms
     paper.publish_balance(first_ts, "DEPOSIT")
     sampler.equity.append((first_ts, float(paper.equity())))
     publish = engine.bus.publish
 
-    count = 0
-    last_ts = first_ts
     started = time.perf_counter()
-    stream = chain(head, events)
-    if progress is None:
-        for ev in stream:
+    done = 0
+    for chunk in chain(head, chunks):
+        for ev in chunk:
             publish(ev)
-        count = source.stats.events
-        last_ts = source.stats.last_ts_ms or first_ts
-    else:
-        for ev in stream:
-            publish(ev)
-            count += 1
-            if not count & (PROGRESS_EVERY - 1):
-                progress(count, ev.ts_ms)
-        count = source.stats.events
-        last_ts = source.stats.last_ts_ms or first_ts
+        if progress is not None:
+            done += len(chunk)
+            if done >= PROGRESS_EVERY:
+                progress(source.stats.events, chunk[-1].ts_ms)
+                done = 0
+    count = source.stats.events
+    last_ts = source.stats.last_ts_ms or first_ts
     engine.close_position(ExitReason.END, last_ts)
     wall = time.perf_counter() - started
     sampler.equity.append((last_ts, float(paper.equity())))

@@ -69,13 +69,19 @@ class EventBus:
             return
         self._dispatching = True
         try:
-            self._dispatch(event)
+            for handler in self._full.get(type(event), self._catch_all):  # inlined: hot path
+                try:
+                    handler(event)
+                except Exception as exc:  # isolate the failing subscriber
+                    self._on_handler_error(handler, event, exc)
             queue = self._queue
             while queue:
                 self._dispatch(queue.popleft())
+        except BaseException:
+            self._queue.clear()  # only a BaseException gets here; drop what it interrupted
+            raise
         finally:
             self._dispatching = False
-            self._queue.clear()
 
     def _dispatch(self, event: Any) -> None:
         for handler in self._full.get(type(event), self._catch_all):

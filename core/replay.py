@@ -403,6 +403,15 @@ def read_capture_lines(lines: Iterable[bytes], *, source: str = "<memory>",
         yield from chunk
 
 
+def read_capture_chunks(lines: Iterable[bytes], *, reorder_ms: int = 2000,
+                        source: str = "<memory>",
+                        stats: ReplayStats | None = None) -> Iterator[list[MarketEvent]]:
+    """Capture lines already in memory through the same parser and reorder buffer as a file
+    (``ReplaySource.chunks`` without the file reading): lists of events in exchange-time order."""
+    return reorder(_capture_chunks(_batched(lines), source, stats), window_ms=reorder_ms,
+                   stats=stats)
+
+
 # --------------------------------------------------------------------------- ordering
 
 
@@ -518,6 +527,11 @@ def detect_format(path: str | Path) -> str:
     return _sniff(Path(path), None).fmt
 
 
+def _flatten(chunks: Iterable[list[E]]) -> Iterator[E]:
+    for chunk in chunks:
+        yield from chunk
+
+
 class ReplaySource:
     """Recorded market data files as one exchange-time ordered stream of market events.
 
@@ -547,16 +561,33 @@ class ReplaySource:
         for f in self._files:
             logger.info("replay %s: %s%s", f.path, f.fmt, f" ({f.symbol})" if f.symbol else "")
 
+    @property
+    def formats(self) -> list[str]:
+        """The detected format of each file, in the order given (see ``detect_format``)."""
+        return [f.fmt for f in self._files]
+
     def __iter__(self) -> Iterator[MarketEvent]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self, size: int = 4096) -> Iterator[list[MarketEvent]]:
+        """The same ordered stream as iteration, in lists (cheaper to consume in a hot loop).
+
+        One file yields its reorder buffer's chunks as they are; several files are merged on
+        ``ts_ms`` and re-batched in lists of ``size``. Refills ``stats``.
+        """
         self.stats = stats = ReplayStats(files=[str(f.path) for f in self._files])
         wanted = self._symbols
-        streams = [self._events(f, stats) for f in self._files
+        streams = [self._chunks(f, stats) for f in self._files
                    if f.symbol is None or wanted is None or f.symbol in wanted]
         if len(streams) == 1:
-            return streams[0]
-        return heapq.merge(*streams, key=_TS)
+            yield from streams[0]
+            return
+        merged = heapq.merge(*(_flatten(s) for s in streams), key=_TS)
+        while batch := list(islice(merged, size)):
+            yield batch
 
-    def _events(self, f: _File, stats: ReplayStats) -> Iterator[MarketEvent]:
+    def _chunks(self, f: _File, stats: ReplayStats) -> Iterator[list[MarketEvent]]:
         lines = _line_chunks(f.path)
         if f.layout is None:
             chunks = _capture_chunks(lines, str(f.path), stats)
@@ -565,7 +596,8 @@ class ReplaySource:
         if self._symbols is not None and f.layout is None:
             chunks = self._only_wanted(chunks, stats)
         for out in reorder(chunks, window_ms=self._reorder_ms, stats=stats):
-            yield from out
+            if out:
+                yield out
 
     def _only_wanted(self, chunks: Iterable[list[MarketEvent]],
                      stats: ReplayStats) -> Iterator[list[MarketEvent]]:
