@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.ledger import LedgerError
 from core.state import StateError
 from utils.settings import Settings, SettingsError, load_settings
 
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
-    except (SettingsError, UsageError, ReplayError, BacktestError, StateError, RunError) as exc:
+    except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
+            RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

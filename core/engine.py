@@ -15,7 +15,7 @@ from typing import Any
 
 from core.balance import BalanceStore
 from core.event_bus import EventBus
-from core.events import CloseRequest, EngineMode, ExitReason, PositionPhase
+from core.events import CloseRequest, EngineMode, ExitReason, PositionOpened, PositionPhase
 from core.follow_orders import FollowOrders
 from core.ledger import Ledger
 from core.ordering import Ordering
@@ -52,6 +52,17 @@ class Engine:
     @property
     def publish(self) -> Callable[[Any], None]:
         return self.bus.publish
+
+    def resume(self) -> None:
+        """Re-announce a position persisted by an earlier run (``PositionOpened`` with its SL/TP),
+        so FOLLOW_ORDERS watches it again and the live adapter checks its protective orders."""
+        st = self.state
+        if st.phase is PositionPhase.FLAT or not st.symbol or st.side is None:
+            return
+        self.bus.publish(PositionOpened(
+            symbol=st.symbol, side=st.side, quantity=st.quantity, entry_price=st.entry_price,
+            stop_loss=st.stop_loss, take_profit=st.take_profit, ts_ms=st.opened_ms,
+        ))
 
     # ------------------------------------------------------------------ facade
 
@@ -150,10 +161,12 @@ def build_engine(
         bus, connection, state, balance, max_notional=settings.max_notional,
         asset=settings.quote_asset, taker_fee=settings.taker_fee_pct / 100,
     )
-    ledger = Ledger(bus)
-    return Engine(settings=settings, bus=bus, state=state, balance=balance,
-                  connection=connection, trending=trending, ordering=ordering,
-                  follow_orders=follow, ledger=ledger, started_ms=now_ms())
+    ledger = Ledger(bus, settings.data_dir / "ledger.json" if persist else None)
+    engine = Engine(settings=settings, bus=bus, state=state, balance=balance,
+                    connection=connection, trending=trending, ordering=ordering,
+                    follow_orders=follow, ledger=ledger, started_ms=now_ms())
+    engine.resume()
+    return engine
 
 
 def paper_from_settings(bus: EventBus, settings: Settings) -> PaperExchange:

@@ -15,9 +15,12 @@ averages of the entry and exit fills. The exit reason is the intent of the closi
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import OrderedDict
 from decimal import Decimal
+from pathlib import Path
 
 from core.event_bus import EventBus
 from core.events import (
@@ -41,6 +44,10 @@ _STOP_REASONS = {OrderType.STOP_MARKET: ExitReason.SL,
                  OrderType.LIQUIDATION: ExitReason.LIQUIDATION}
 
 
+_DECIMAL_FIELDS = ("qty", "entry_cost", "entry_qty", "exit_value", "exit_qty", "gross", "fees",
+                   "funding")
+
+
 class _Open:
     __slots__ = ("symbol", "side", "qty", "entry_ts", "entry_cost", "entry_qty", "exit_value",
                  "exit_qty", "gross", "fees", "funding")
@@ -51,18 +58,66 @@ class _Open:
         self.gross = self.fees = self.funding = ZERO
 
 
-class Ledger:
-    """Builds round trips per symbol from OrderUpdate fills and funding BalanceUpdates."""
+class LedgerError(ValueError):
+    """The ledger file exists but cannot be read; the message names the file."""
 
-    def __init__(self, bus: EventBus) -> None:
+
+class Ledger:
+    """Builds round trips per symbol from OrderUpdate fills and funding BalanceUpdates.
+
+    With a ``path`` the running trades (entry fills, fees and funding so far) and the intents of
+    orders in flight are saved after every change and loaded at start, so a trade that spans a
+    restart is still booked whole.
+
+    Raises:
+        LedgerError: ``path`` exists but is not a ledger file.
+    """
+
+    def __init__(self, bus: EventBus, path: Path | None = None) -> None:
         self._bus = bus
+        self._path = path
         self._open: dict[str, _Open] = {}
         self._intent: dict[str, str] = {}
         self._seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
         self.trades: list[ClosedTrade] = []
+        self._load()
         bus.subscribe(OrderRequest, self._on_request)
         bus.subscribe(OrderUpdate, self._on_update)
         bus.subscribe(BalanceUpdate, self._on_balance)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> None:
+        if self._path is None or not self._path.exists():
+            return
+        try:
+            raw = json.loads(self._path.read_text("utf-8"))
+            for sym, d in raw.get("open", {}).items():
+                t = _Open(sym, Side(d["side"]), int(d["entry_ts"]))
+                for name in _DECIMAL_FIELDS:
+                    setattr(t, name, Decimal(d[name]))
+                self._open[sym] = t
+            self._intent = {str(k): str(v) for k, v in raw.get("intents", {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, OSError) as exc:
+            raise LedgerError(f"ledger file {self._path} is unreadable ({type(exc).__name__}); "
+                              "fix or move it away, then restart") from None
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        doc = {
+            "open": {s: {"side": t.side.value, "entry_ts": t.entry_ts,
+                         **{n: str(getattr(t, n)) for n in _DECIMAL_FIELDS}}
+                     for s, t in self._open.items()},
+            "intents": self._intent,
+        }
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc), "utf-8")
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            logger.error("could not save the ledger to %s: %s", self._path, exc)
 
     def open_trade(self, symbol: str) -> dict | None:
         """The running trade on ``symbol`` (fees and funding so far), or None."""
@@ -75,15 +130,17 @@ class Ledger:
 
     def _on_request(self, req: OrderRequest) -> None:
         self._intent[req.client_order_id] = req.intent
+        self._save()
 
     def _on_balance(self, ev: BalanceUpdate) -> None:
         if ev.reason == "FUNDING_FEE" and ev.symbol in self._open:
             self._open[ev.symbol].funding += ev.change
+            self._save()
 
     def _on_update(self, up: OrderUpdate) -> None:
         if up.last_fill_qty <= 0:
-            if up.status.is_final:
-                self._intent.pop(up.client_order_id, None)
+            if up.status.is_final and self._intent.pop(up.client_order_id, None) is not None:
+                self._save()
             return
         key = (up.symbol, up.trade_id, up.client_order_id)
         if up.trade_id and key in self._seen:
@@ -112,6 +169,7 @@ class Ledger:
             self._close(t, up)
         if up.status.is_final:
             self._intent.pop(up.client_order_id, None)
+        self._save()
 
     def _close(self, t: _Open, up: OrderUpdate) -> None:
         del self._open[t.symbol]

@@ -20,7 +20,7 @@ from core.events import (
     Side,
     TradeClosed,
 )
-from core.ledger import Ledger
+from core.ledger import Ledger, LedgerError
 from core.paper import PaperExchange
 
 D = Decimal
@@ -28,9 +28,9 @@ SYM = "BTCUSDT"
 
 
 class Books:
-    def __init__(self) -> None:
+    def __init__(self, path=None) -> None:
         self.bus = EventBus()
-        self.ledger = Ledger(self.bus)
+        self.ledger = Ledger(self.bus, path)
         self.closed: list[TradeClosed] = []
         self.bus.subscribe(TradeClosed, self.closed.append)
         self._trade_id = 0
@@ -239,3 +239,29 @@ def test_paper_liquidation_is_a_trade_losing_margin_plus_entry_fee():
     assert t.exit_reason is ExitReason.LIQUIDATION
     margin, entry_fee = D("250"), D("0.100") * D("50000.0") * D("0.0005")
     assert t.net_pnl == -(margin + entry_fee) == ex.wallet - D("10000")
+
+
+def test_a_trade_spanning_a_restart_is_booked_whole(tmp_path):
+    path = tmp_path / "ledger.json"
+    before = Books(path)
+    before.request("E1", OrderSide.BUY, "0.010", "ENTRY", ts=1_000)
+    before.fill("E1", OrderSide.BUY, "0.010", "50000.0", fee="0.25", ts=1_000)
+    before.funding("-0.1002", ts=2_000)
+    before.request("X2", OrderSide.SELL, "0.010", "SL", ts=3_000)  # sent, then the bot dies
+
+    after = Books(path)  # a new process
+    after.fill("X2", OrderSide.SELL, "0.010", "49000.0", fee="0.245", realized="-10", ts=4_000)
+    (t,) = after.trades
+    assert (t.side, t.entry_ts_ms, t.entry_price, t.quantity) == (Side.LONG, 1_000,
+                                                                  D("50000.0"), D("0.010"))
+    assert (t.fees, t.funding, t.gross_pnl) == (D("0.495"), D("-0.1002"), D("-10"))
+    assert t.net_pnl == D("-10.5952") and t.exit_reason is ExitReason.SL
+    assert Books(path).ledger.open_trade(SYM) is None  # nothing left open on disk
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"open": {"BTCUSDT": {"side": "UP"}}}', "[]"])
+def test_an_unreadable_ledger_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "ledger.json"
+    path.write_text(content)
+    with pytest.raises(LedgerError, match="ledger.json"):
+        Ledger(EventBus(), path)

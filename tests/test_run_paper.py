@@ -1,0 +1,107 @@
+"""``main.py run`` in paper mode on replayed real data: journal, state, restart mid-position."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from decimal import Decimal
+
+import pytest
+
+from main import main
+from tests.conftest import shared_file
+
+DEMO_ENV = {"TIMEFRAME": "5s", "EMA_FAST": "5", "EMA_SLOW": "13", "ADX_PERIOD": "7",
+            "ADX_MIN": "15", "LOG_LEVEL": "WARNING"}
+SPLIT_MS = 1723161550000  # 2024-08-08 23:59:10 UTC: inside the capture's first trade
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for k in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_ADMIN_IDS", "TRADING_MODE", "SYMBOLS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in DEMO_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def split_capture(tmp_path) -> tuple:
+    """The 2024 BTCUSDT capture cut in two at SPLIT_MS (exchange time of each line)."""
+    first, second = [], []
+    with gzip.open(shared_file("btcusdt_20240808.gz"), "rb") as f:
+        for line in f:
+            at = line.find(b'"E":')
+            ts = int(line[at + 4:at + 17]) if at > 0 else 0
+            (first if ts < SPLIT_MS else second).append(line)
+    a, b = tmp_path / "part1.gz", tmp_path / "part2.gz"
+    a.write_bytes(gzip.compress(b"".join(first)))
+    b.write_bytes(gzip.compress(b"".join(second)))
+    return a, b
+
+
+def journal(data_dir) -> sqlite3.Connection:
+    return sqlite3.connect(data_dir / "journal.sqlite3")
+
+
+def test_paper_run_journals_trades_and_the_wallet_adds_up(env, capsys):
+    assert main(["run", "--replay", str(shared_file("btcusdt_20240808.gz")), "--speed", "0"]) == 0
+    db = journal(env)
+    nets = [Decimal(n) for (n,) in db.execute("SELECT net_pnl FROM trades")]
+    assert len(nets) >= 1
+    assert db.execute("SELECT COUNT(*) FROM fills").fetchone()[0] >= 2 * len(nets)
+    account = json.loads((env / "paper_account.json").read_text())
+    state = json.loads((env / "state.json").read_text())
+    if state["phase"] == "FLAT":
+        assert Decimal(account["wallet"]) == Decimal("1000") + sum(nets)
+    assert "ENTRY" in capsys.readouterr().out  # headless: alerts go to the console
+
+
+def test_restart_mid_position_resumes_and_closes_it(env, tmp_path):
+    part1, part2 = split_capture(tmp_path)
+    assert main(["run", "--replay", str(part1), "--speed", "0"]) == 0
+    state = json.loads((env / "state.json").read_text())
+    assert state["phase"] == "OPEN" and state["mode"] == "ARMED"
+    account = json.loads((env / "paper_account.json").read_text())
+    assert list(account["positions"]) == ["BTCUSDT"]
+    held = Decimal(account["positions"]["BTCUSDT"]["qty"])
+
+    assert main(["run", "--replay", str(part2), "--speed", "0"]) == 0  # a new process, same data
+    db = journal(env)
+    trades = db.execute("SELECT quantity, entry_ts_ms, exit_ts_ms, net_pnl FROM trades "
+                        "ORDER BY exit_ts_ms").fetchall()
+    assert trades, "the adopted position was never closed"
+    qty, entry_ts, exit_ts, _ = trades[0]
+    assert Decimal(qty) == abs(held) and entry_ts < SPLIT_MS <= exit_ts
+    starts = [t[1] for t in trades]
+    ends = [t[2] for t in trades]
+    assert all(ends[i] <= starts[i + 1] for i in range(len(trades) - 1))  # never two at once
+    final = json.loads((env / "paper_account.json").read_text())
+    state = json.loads((env / "state.json").read_text())
+    if state["phase"] == "FLAT":
+        total = sum(Decimal(t[3]) for t in trades)
+        assert Decimal(final["wallet"]) == Decimal("1000") + total
+
+
+def test_run_without_replay_says_what_to_do(env, capsys):
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--replay" in err and "\n" not in err
+
+
+def test_run_with_a_corrupt_file_exits_2(env, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("what,is,this\n1,2,3\n")
+    assert main(["run", "--replay", str(bad), "--speed", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.csv" in err and "\n" not in err
+
+
+def test_a_corrupt_state_file_stops_with_one_line(env, capsys):
+    env.mkdir(parents=True)
+    (env / "state.json").write_text("{not json")
+    assert main(["run", "--replay", str(shared_file("btcusdt_20240808.gz")), "--speed", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "state.json" in err and "\n" not in err
