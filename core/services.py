@@ -1,0 +1,323 @@
+"""Services: the engine plus what keeps it running, behind one start()/stop() pair.
+
+Transport-neutral: the headless runner (core/runner.py) and the Telegram host
+(handlers/host.py) both build one ``Services`` and call ``start()`` / ``stop()``; neither knows
+how the other presents it. Owned here:
+
+* the engine (``build_engine``) and, in paper mode, the paper account file under DATA_DIR,
+* the journal (SQLite), started and flushed,
+* the market feed: an owned task (today the replay feed; the Binance streams later), endless
+  from the host's point of view and cancelled by ``stop()``,
+* small read models the front-ends show: the last ``PositionUpdate`` per symbol (liquidation
+  price) and the last ``ConnectionStatus`` per stream.
+
+``stop()`` leaves orders and protective stops on the exchange untouched: a restart adopts the
+position from the exchange (ORDERING reconciles) instead of leaving it naked for a moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.bar_ticks import with_bar_ticks
+from core.engine import Engine, build_engine
+from core.events import (
+    BalanceUpdate,
+    ConnectionStatus,
+    EquitySnapshot,
+    PositionUpdate,
+)
+from core.filters import round_price
+from core.journal import Journal
+from core.paper import PaperExchange
+from core.replay import ReplaySource
+from utils.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FEED_STOP_TIMEOUT_S = 5.0
+STORM_WINDOW_MS = 600_000  # connection drops counted over the last 10 minutes
+
+#: ``feed(engine, stop) -> events published``; returns when the data ends or ``stop`` is set.
+FeedFn = Callable[[Engine, asyncio.Event], Awaitable[int]]
+
+
+class RunError(ValueError):
+    """The bot cannot start as configured; one-line message."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Services:
+    """Engine, journal and feed task of one bot process.
+
+    Args:
+        settings: validated settings (paper mode in this build).
+        feed: the market-data coroutine factory; ``replay_feed(paths, speed)`` for recorded
+            data. None: no market data (commands still work; nothing trades).
+        persist: keep engine state and the paper account under DATA_DIR.
+
+    Raises:
+        RunError: a mode this build cannot run, or an unreadable paper account file.
+        core.state.StateError: unreadable state file.
+    """
+
+    def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True) -> None:
+        if settings.trading_mode != "paper":
+            raise RunError(f"TRADING_MODE={settings.trading_mode} needs the Binance connection, "
+                           "which this build does not have yet; use TRADING_MODE=paper")
+        self.settings = settings
+        self.engine = build_engine(settings, persist=persist)
+        self._feed = feed
+        if persist:
+            self._restore_paper()
+        self.journal = Journal(self.engine.bus, settings.db_path)
+        self.feed_task: asyncio.Task[int] | None = None
+        self.feed_done = asyncio.Event()
+        self.events_fed = 0
+        self.feed_error = ""
+        self._stop_feed = asyncio.Event()
+        self._started = False
+        self.positions: dict[str, PositionUpdate] = {}
+        self.connections: dict[str, ConnectionStatus] = {}
+        self._drops: deque[int] = deque(maxlen=256)
+        bus = self.engine.bus
+        bus.subscribe(PositionUpdate, self._on_position)
+        bus.subscribe(ConnectionStatus, self._on_connection)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def has_feed(self) -> bool:
+        return self._feed is not None
+
+    @property
+    def paper(self) -> PaperExchange | None:
+        conn = self.engine.connection
+        return conn if isinstance(conn, PaperExchange) else None
+
+    async def start(self, *, start_feed: bool = True) -> None:
+        """Open the journal, publish the account snapshot, start the feed task.
+
+        Raises:
+            core.journal.JournalError: the journal cannot be opened.
+        """
+        if self._started:
+            return
+        await self.journal.start()
+        self._started = True
+        paper = self.paper
+        if paper is not None:
+            paper.publish_balance(0, "SNAPSHOT")
+            paper.publish_positions(0)
+        if start_feed:
+            self.start_feed()
+
+    def start_feed(self) -> None:
+        """Start the market feed task (once)."""
+        if self.feed_task is not None:
+            return
+        if self._feed is None:
+            self.feed_done.set()
+            return
+        self.feed_task = asyncio.create_task(self._run_feed(self._feed), name="market-feed")
+
+    async def _run_feed(self, feed: FeedFn) -> int:
+        try:
+            self.events_fed = await feed(self.engine, self._stop_feed)
+            logger.info("market feed ended after %d events", self.events_fed)
+            return self.events_fed
+        except Exception as exc:
+            self.feed_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("market feed failed")
+            raise
+        finally:
+            self.feed_done.set()
+
+    def request_stop(self) -> None:
+        """Ask the feed to end (signal-handler safe; ``stop()`` does the rest)."""
+        self._stop_feed.set()
+
+    async def wait_feed(self) -> int:
+        """Wait for the feed to end; the number of events it published."""
+        await self.feed_done.wait()
+        return self.events_fed
+
+    async def stop(self) -> None:
+        """Stop the feed (bounded wait, then cancel) and flush and close the journal.
+
+        Open orders and exchange-side stops are left as they are, on purpose.
+        """
+        self._stop_feed.set()
+        task = self.feed_task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=FEED_STOP_TIMEOUT_S)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task})
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved (logged by _run_feed): no "never retrieved" warning
+        if self._started:
+            await self.journal.stop()
+            self._started = False
+
+    # ------------------------------------------------------------------ views
+
+    def now_ms(self) -> int:
+        """Exchange time of the latest market event (replay time in a replay), else the wall
+        clock. /pnl periods and equity snapshots use it, so a replay reads like live."""
+        paper = self.paper
+        if paper is not None and paper.now_ms:
+            return paper.now_ms
+        return _now_ms()
+
+    def refresh_balance(self) -> None:
+        """Publish the account's balance (BalanceUpdate SNAPSHOT) and an EquitySnapshot."""
+        paper = self.paper
+        if paper is None:
+            return
+        ts = self.now_ms()
+        paper.publish_balance(ts, "SNAPSHOT")
+        self.engine.bus.publish(EquitySnapshot(
+            equity=paper.equity(), wallet_balance=paper.wallet,
+            unrealized_pnl=paper.unrealized_pnl(), ts_ms=ts))
+
+    def equity(self) -> Decimal | None:
+        paper = self.paper
+        return paper.equity() if paper is not None else None
+
+    def liquidation_price(self, symbol: str) -> Decimal | None:
+        """The exchange's liquidation price of the open position on ``symbol``, rounded to the
+        tick size (nearest); None when flat or unknown."""
+        up = self.positions.get(symbol)
+        if up is None or up.quantity == 0 or up.liquidation_price <= 0:
+            return None
+        try:
+            return round_price(up.liquidation_price, self.engine.connection.filters(symbol))
+        except KeyError:
+            return up.liquidation_price
+
+    def health(self) -> dict[str, Any]:
+        """Connection and persistence health for /health and /status (plain values)."""
+        now = self.now_ms()
+        drops = sum(1 for t in self._drops if now - t <= STORM_WINDOW_MS)
+        if self._feed is None:
+            feed = "none"
+        elif self.feed_error:
+            feed = "failed"
+        elif self.feed_done.is_set():
+            feed = "finished"
+        elif self.feed_task is None:
+            feed = "not started"
+        else:
+            feed = "running"
+        paper = self.paper
+        return {
+            "feed": feed,
+            "feed_error": self.feed_error,
+            "events_fed": self.events_fed,
+            "last_event_ms": paper.now_ms if paper is not None else 0,
+            "journal_pending": self.journal.pending_count,
+            "journal_write_errors": self.journal.write_errors,
+            "bus_errors": self.engine.bus.errors,
+            "streams": {name: (st.up, st.detail) for name, st in self.connections.items()},
+            "drops_10m": drops,
+        }
+
+    # ------------------------------------------------------------------ bus handlers
+
+    def _on_position(self, up: PositionUpdate) -> None:
+        self.positions[up.symbol] = up
+
+    def _on_connection(self, ev: ConnectionStatus) -> None:
+        self.connections[ev.stream] = ev
+        if not ev.up:
+            self._drops.append(ev.ts_ms)
+
+    # ------------------------------------------------------------------ paper account
+
+    def _account_path(self) -> Path:
+        return self.settings.data_dir / "paper_account.json"
+
+    def _restore_paper(self) -> None:
+        paper = self.paper
+        if paper is None:
+            return
+        path = self._account_path()
+        if path.exists():
+            try:
+                paper.restore(json.loads(path.read_text("utf-8")))
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                raise RunError(f"paper account file {path} is unreadable "
+                               f"({type(exc).__name__}); move it away to start a fresh "
+                               "account") from None
+            logger.info("paper account restored from %s: wallet %s", path, paper.wallet)
+
+        def save(_ev: object) -> None:
+            tmp = path.with_suffix(".tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps(paper.snapshot()), "utf-8")
+                os.replace(tmp, path)
+            except OSError as exc:
+                logger.error("could not save the paper account to %s: %s", path, exc)
+
+        self.engine.bus.subscribe(BalanceUpdate, save)
+        self.engine.bus.subscribe(PositionUpdate, save)
+
+
+YIELD_EVERY = 2_000  # events between yields to the loop at full speed
+
+
+async def feed_replay(engine: Engine, source: ReplaySource, speed: float,
+                      stop: asyncio.Event) -> int:
+    """Publish the source's events, paced at ``speed`` x exchange time (0 = no pacing)."""
+    publish = engine.bus.publish
+    count = 0
+    t0 = time.monotonic()
+    first_ts: int | None = None
+    for ev in with_bar_ticks(source):
+        if stop.is_set():
+            break
+        if first_ts is None:
+            first_ts = ev.ts_ms
+        if speed > 0:
+            due = t0 + (ev.ts_ms - first_ts) / 1000 / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except TimeoutError:
+                    pass
+        publish(ev)
+        count += 1
+        if not count % YIELD_EVERY:
+            await asyncio.sleep(0)
+    return count
+
+
+def replay_feed(paths: Sequence[str | Path], *, speed: float, reorder_ms: int) -> FeedFn:
+    """A feed publishing recorded market data, paced at ``speed`` x exchange time (0 = as fast
+    as possible).
+
+    Raises:
+        core.replay.ReplayError: unknown or corrupt data file (now, not when the feed starts).
+    """
+    source = ReplaySource(paths, reorder_ms=reorder_ms)
+
+    async def feed(engine: Engine, stop: asyncio.Event) -> int:
+        return await feed_replay(engine, source, speed, stop)
+
+    return feed

@@ -1,0 +1,98 @@
+"""/start, /help, /health, /logs, /settings: the bot about itself."""
+
+from __future__ import annotations
+
+import time
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from handlers.common import deps, duration, int_arg, no_args, reply, utc
+from handlers.registry import Command, help_lines
+from utils.log_setup import recent_log_lines, redact
+from utils.outbox import escape
+
+LOGS_DEFAULT, LOGS_MAX = 30, 200
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    d = deps(context)
+    t = d.texts
+    reply(update, context, "\n".join([
+        t("<b>dort5bot</b> is running: {trading_mode} mode, engine {mode}.",
+          trading_mode=d.settings.trading_mode, mode=d.services.engine.state.mode.value),
+        t("Send /help for the commands."),
+    ]))
+
+
+async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    d = deps(context)
+    lines = help_lines(d.commands, d.texts.plain)
+    reply(update, context, d.texts("<b>Commands</b>") + "\n" + "\n".join(escape(x) for x in lines))
+
+
+def health_text(context: ContextTypes.DEFAULT_TYPE) -> str:
+    d = deps(context)
+    t = d.texts
+    h = d.services.health()
+    last = utc(h["last_event_ms"]) if h["last_event_ms"] else "-"
+    lines = [t("<b>Health</b>"),
+             t("Market feed: {feed} ({events} events, last event {last} UTC)",
+               feed=h["feed"], events=h["events_fed"], last=last)]
+    if h["feed_error"]:
+        lines.append(t("Feed error: {error}", error=redact(h["feed_error"])))
+    if h["streams"]:
+        for name, (up, detail) in sorted(h["streams"].items()):
+            lines.append(t("Stream {name}: {state} {detail}", name=name,
+                           state=t.plain("up") if up else t.plain("down"), detail=detail))
+    lines += [
+        t("Connection drops in the last 10 minutes: {count}", count=h["drops_10m"]),
+        t("Journal: {pending} rows pending, {errors} write errors",
+          pending=h["journal_pending"], errors=h["journal_write_errors"]),
+        t("Event bus: {errors} handler errors", errors=h["bus_errors"]),
+        t("Telegram outbox: {pending} pending, {sent} sent, {dropped} dropped, {retries} retries",
+          pending=d.outbox.pending, sent=d.outbox.sent, dropped=d.outbox.dropped,
+          retries=d.outbox.retries),
+        t("Uptime: {uptime}", uptime=duration(time.monotonic() - d.started_monotonic)),
+    ]
+    return "\n".join(lines)
+
+
+async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    reply(update, context, health_text(context))
+
+
+async def logs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    n = int_arg(context.args or [], 0, LOGS_DEFAULT, 1, LOGS_MAX)
+    t = deps(context).texts
+    lines = recent_log_lines(n)
+    if not lines:
+        reply(update, context, t("No log lines yet."))
+        return
+    body = "\n".join(escape(redact(line)) for line in lines)
+    reply(update, context, t("<b>Last {n} log lines</b>", n=len(lines)) + f"\n<pre>{body}</pre>")
+
+
+async def settings_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    d = deps(context)
+    view = d.settings.public_view()
+    lines = [f"<code>{escape(name)}</code> = {escape(redact(value))}"
+             for name, value in sorted(view.items())]
+    reply(update, context, d.texts("<b>Effective settings</b> (secrets hidden)") + "\n"
+          + "\n".join(lines))
+
+
+COMMANDS = (
+    Command(name="start", help="Say hello and show the engine mode", usage="/start",
+            admin_only=False, callback=start),
+    Command(name="help", help="List the commands", usage="/help", admin_only=False,
+            callback=help_),
+    Command(name="health", help="Feed, journal and Telegram health", usage="/health",
+            admin_only=False, callback=health),
+    Command(name="logs", help="Recent log lines, secrets redacted", usage="/logs [N]",
+            admin_only=True, callback=logs),
+    Command(name="settings", help="Effective settings, secrets hidden", usage="/settings",
+            admin_only=True, callback=settings_),
+)

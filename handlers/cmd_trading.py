@@ -1,0 +1,160 @@
+"""/arm, /disarm, /close, /flat and their confirmation buttons.
+
+/close and /flat always ask first; /arm asks in testnet/live mode (paper arms at once). The
+prompt's buttons carry a one-time nonce that expires (handlers/confirm.py). Every action goes
+through the engine facade with the engine's clock (exchange time).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from core.events import ExitReason, PositionPhase
+from handlers.common import Deps, deps, no_args, reply
+from handlers.confirm import PATTERN, Outcome
+from handlers.registry import Command
+from utils.log_setup import redact
+
+logger = logging.getLogger(__name__)
+
+
+def needs_confirmation(action: str, trading_mode: str) -> bool:
+    """/close and /flat always; /arm unless paper trading."""
+    if action == "arm":
+        return trading_mode != "paper"
+    return action in ("close", "flat")
+
+
+def perform(d: Deps, action: str) -> str:
+    """Run a confirmed (or unconfirmed, when allowed) action; the HTML result line."""
+    t = d.texts
+    engine = d.services.engine
+    ts = d.services.now_ms()
+    if action == "arm":
+        engine.arm(ts, "telegram")
+        return t("Engine <b>ARMED</b>: new signals may open positions.")
+    if action == "disarm":
+        engine.disarm(ts, "telegram")
+        return t("Engine <b>DISARMED</b>: no new positions; an open position keeps its stops.")
+    if action == "close":
+        if engine.close_position(ExitReason.MANUAL, ts):
+            return t("Closing the position; the engine stays {mode}.",
+                     mode=engine.state.mode.value)
+        return t("No open position.")
+    if action == "flat":
+        if engine.flat(ts):
+            return t("Engine <b>DISARMED</b> and the position is closing.")
+        return t("Engine <b>DISARMED</b>; there was no position to close.")
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _ask(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, question: str) -> None:
+    d = deps(context)
+    t = d.texts
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return
+    confirm, cancel = d.confirmations.issue(action, chat.id, user.id)
+    markup = InlineKeyboardMarkup([[
+        InlineKeyboardButton(t.plain("Yes, /{action}", action=action), callback_data=confirm),
+        InlineKeyboardButton(t.plain("Cancel"), callback_data=cancel),
+    ]])
+    reply(update, context, question + "\n" + t("The buttons expire in {seconds} s.",
+                                               seconds=int(d.confirmations.ttl_s)),
+          markup=markup)
+
+
+def _position_line(d: Deps) -> str | None:
+    st = d.services.engine.state
+    if st.phase is PositionPhase.FLAT or not st.symbol:
+        return None
+    side = st.side.value if st.side else ""
+    return d.texts("{side} {quantity} {symbol} at {entry}", side=side, quantity=st.quantity,
+                   symbol=st.symbol, entry=st.entry_price)
+
+
+async def arm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    d = deps(context)
+    if needs_confirmation("arm", d.settings.trading_mode):
+        _ask(update, context, "arm", d.texts("Arm the engine in <b>{mode}</b> mode? New signals "
+                                             "will open real positions.",
+                                             mode=d.settings.trading_mode))
+        return
+    reply(update, context, perform(d, "arm"))
+
+
+async def disarm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    reply(update, context, perform(deps(context), "disarm"))
+
+
+async def close(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    d = deps(context)
+    position = _position_line(d)
+    if position is None:
+        reply(update, context, d.texts("No open position."))
+        return
+    _ask(update, context, "close", d.texts("Close {position} at market? The engine stays armed.",
+                                           position=position))
+
+
+async def flat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    d = deps(context)
+    position = _position_line(d) or d.texts("no position")
+    _ask(update, context, "flat", d.texts("Go flat: disarm, close {position} and cancel open "
+                                          "orders?", position=position))
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A confirmation button: act once, say so, remove the buttons."""
+    query = update.callback_query
+    chat = update.effective_chat
+    if query is None or chat is None:
+        return
+    d = deps(context)
+    t = d.texts
+    user = update.effective_user
+    if not d.access.allowed(user.id if user else None, admin_only=True):
+        return
+    outcome, action, confirmed = d.confirmations.take(query.data or "", chat.id)
+    edit: str | None
+    if outcome is Outcome.OK and confirmed:
+        edit = perform(d, action)
+        answer = t.plain("Done")
+    elif outcome is Outcome.OK:
+        edit = t("Cancelled: /{action} was not run.", action=action)
+        answer = t.plain("Cancelled")
+    elif outcome is Outcome.EXPIRED:
+        edit = t("This confirmation expired; send /{action} again.", action=action)
+        answer = t.plain("Expired; send /{action} again.", action=action)
+    else:
+        edit = None
+        answer = t.plain("This button is no longer valid.")
+    try:
+        await query.answer(answer)
+    except TelegramError as exc:
+        logger.warning("answerCallbackQuery failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+    message = query.message
+    if edit is not None and message is not None:
+        d.outbox.edit_text(chat.id, message.message_id, edit)
+
+
+COMMANDS = (
+    Command(name="arm", help="Let signals open positions (asks first in live mode)",
+            usage="/arm", admin_only=True, callback=arm),
+    Command(name="disarm", help="Stop opening positions; an open one keeps its stops",
+            usage="/disarm", admin_only=True, callback=disarm),
+    Command(name="close", help="Close the position at market and stay armed", usage="/close",
+            admin_only=True, callback=close),
+    Command(name="flat", help="Close the position, cancel orders and stops, disarm",
+            usage="/flat", admin_only=True, callback=flat),
+)
+
+CALLBACKS = ((PATTERN, on_button),)

@@ -1,0 +1,127 @@
+"""What every command module shares: the dependencies in ``bot_data``, replying through the
+outbox, and number/time formatting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from telegram import InlineKeyboardMarkup, Update
+
+from core.services import Services
+from handlers.confirm import Confirmations
+from handlers.registry import Access, Command, UsageError
+from utils.i18n import Texts
+from utils.outbox import Outbox
+from utils.settings import Settings
+
+DEPS_KEY = "deps"
+TA_CACHE_KEY = "ta_cache"  # the market-intelligence worker's cache, when one is running
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Deps:
+    """Everything a handler needs; one instance in ``application.bot_data["deps"]``."""
+
+    settings: Settings
+    services: Services
+    outbox: Outbox
+    texts: Texts
+    confirmations: Confirmations
+    access: Access
+    project_root: Path
+    commands: list[Command] = field(default_factory=list)
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    @property
+    def admins(self) -> frozenset[int]:
+        return self.access.admins
+
+
+def deps(context: Any) -> Deps:
+    return context.bot_data[DEPS_KEY]
+
+
+def reply(update: Update, context: Any, text: str, *,
+          markup: InlineKeyboardMarkup | None = None) -> None:
+    """Queue an HTML reply to the chat the update came from."""
+    chat = update.effective_chat
+    if chat is not None:
+        deps(context).outbox.send_text(chat.id, text, markup=markup)
+
+
+async def off_loop(func: Callable[..., T], *args: Any) -> T:
+    """Run CPU-heavy or blocking work (charts, zips) in the default executor, so market data
+    and orders on the event loop are never delayed by it."""
+    return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args))
+
+
+# ---------------------------------------------------------------------- arguments
+
+
+def int_arg(args: Sequence[str], index: int, default: int, lo: int, hi: int) -> int:
+    """``args[index]`` as an int in ``lo..hi``, ``default`` when absent.
+
+    Raises:
+        UsageError: not an integer or out of range.
+    """
+    if len(args) <= index:
+        return default
+    text = args[index].strip()
+    if not text.lstrip("-").isdigit() or not lo <= int(text) <= hi:
+        raise UsageError(text)
+    return int(text)
+
+
+def no_args(args: Sequence[str] | None) -> None:
+    if args:
+        raise UsageError(" ".join(args))
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def num(value: Decimal | float | None, places: int = 2, *, sign: bool = False) -> str:
+    """A number rounded half-up to ``places`` decimals; "-" for None."""
+    if value is None:
+        return "-"
+    d = value if isinstance(value, Decimal) else Decimal(repr(value))
+    q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP) if places >= 0 else d
+    text = f"{q:,f}"
+    if sign and q > 0:
+        text = "+" + text
+    return text
+
+
+def price(value: Decimal | float | None) -> str:
+    """A price as the exchange writes it (no exponent, no thousands separator); computed
+    averages are cut to 8 decimals. "-" for None or 0."""
+    if value is None or value == 0:
+        return "-"
+    d = value if isinstance(value, Decimal) else Decimal(repr(value))
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -8:
+        d = d.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP).normalize()
+    return f"{d:f}"
+
+
+def utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000))
+
+
+def duration(seconds: float) -> str:
+    """``3d 04:05:06`` or ``04:05:06``."""
+    s = max(int(seconds), 0)
+    days, s = divmod(s, 86_400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    clock = f"{h:02d}:{m:02d}:{s:02d}"
+    return f"{days}d {clock}" if days else clock
