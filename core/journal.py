@@ -33,8 +33,8 @@ import orjson
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
-    CloseRequest,
     ClosedTrade,
+    CloseRequest,
     ConnectionStatus,
     EngineError,
     EquitySnapshot,
@@ -49,6 +49,7 @@ from core.events import (
     TradeClosed,
     TradeSignal,
 )
+from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -237,14 +238,7 @@ class Journal:
     async def stop(self) -> None:
         """Stop the flush task, write every pending row, close the database."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         if self._conn is None:
             return
         if not await self.flush():

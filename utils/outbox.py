@@ -51,6 +51,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from utils.aio import cancel_and_wait
 from utils.log_setup import redact
 
 logger = logging.getLogger(__name__)
@@ -343,14 +344,7 @@ class Outbox:
     async def stop(self) -> None:
         """Stop the sender; what is still pending stays in the database for the next start."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         if self._queue:
             logger.warning("outbox stopped with %d messages pending", len(self._queue))
         self._store.close()
