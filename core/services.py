@@ -32,6 +32,7 @@ from core.bar_ticks import with_bar_ticks
 from core.engine import Engine, build_engine
 from core.events import (
     BalanceUpdate,
+    Candle,
     ConnectionStatus,
     EquitySnapshot,
     PositionUpdate,
@@ -49,6 +50,8 @@ STORM_WINDOW_MS = 600_000  # connection drops counted over the last 10 minutes
 
 #: ``feed(engine, stop) -> events published``; returns when the data ends or ``stop`` is set.
 FeedFn = Callable[[Engine, asyncio.Event], Awaitable[int]]
+
+EQUITY_EVERY_MS = 60_000  # exchange time between journaled equity snapshots
 
 
 class RunError(ValueError):
@@ -95,6 +98,8 @@ class Services:
         bus = self.engine.bus
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(ConnectionStatus, self._on_connection)
+        self._next_equity_ms = 0
+        bus.subscribe(Candle, self._on_candle)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +197,16 @@ class Services:
         self.engine.bus.publish(EquitySnapshot(
             equity=paper.equity(), wallet_balance=paper.wallet,
             unrealized_pnl=paper.unrealized_pnl(), ts_ms=ts))
+
+    def _on_candle(self, c: Candle) -> None:
+        """Journal an EquitySnapshot once per minute of exchange time (also headless and in a
+        replay, where exchange time runs faster than the wall clock)."""
+        if c.closed and c.ts_ms >= self._next_equity_ms and self.paper is not None:
+            self._next_equity_ms = (c.ts_ms // EQUITY_EVERY_MS + 1) * EQUITY_EVERY_MS
+            paper = self.paper
+            self.engine.bus.publish(EquitySnapshot(
+                equity=paper.equity(), wallet_balance=paper.wallet,
+                unrealized_pnl=paper.unrealized_pnl(), ts_ms=c.ts_ms))
 
     def equity(self) -> Decimal | None:
         paper = self.paper

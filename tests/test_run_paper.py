@@ -57,6 +57,10 @@ def test_paper_run_journals_trades_and_the_wallet_adds_up(env, capsys):
     if state["phase"] == "FLAT":
         assert Decimal(account["wallet"]) == Decimal("1000") + sum(nets)
     assert "ENTRY" in capsys.readouterr().out  # headless: alerts go to the console
+    snapshots = db.execute("SELECT ts_ms, equity FROM equity ORDER BY ts_ms").fetchall()
+    assert len(snapshots) >= 5  # one per exchange minute of the 5m44s capture
+    minutes = [ts // 60_000 for ts, _ in snapshots]
+    assert len(set(minutes)) == len(minutes)  # at most one per minute
 
 
 def test_restart_mid_position_resumes_and_closes_it(env, tmp_path):
