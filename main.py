@@ -3,6 +3,8 @@
     python main.py backtest DATA... [--symbol S] [--timeframe 5s] [--param k=v ...]
                    [--balance 1000] [--json OUT] [--plot OUT.png]
     python main.py run [--replay DATA... [--speed N]]
+    python main.py record --out data/FILE.gz [--symbols BTCUSDT,ETHUSDT] [--streams ...]
+                   [--duration SECONDS]
 
 Exit status: 0 ok, 2 bad input (settings, arguments, data files), 1 unexpected failure.
 """
@@ -62,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay", nargs="+", metavar="DATA", help="market data from files")
     run.add_argument("--speed", type=float, default=1.0,
                      help="replay speed, N x real time; 0 = as fast as possible")
+
+    rec = sub.add_parser("record", help="record live market streams to a capture file "
+                                        "that `backtest`/`run --replay` read back exactly")
+    rec.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT (default SYMBOLS)")
+    rec.add_argument("--out", type=Path, required=True, help="output file, e.g. data/FILE.gz")
+    rec.add_argument("--streams", help="stream kinds, e.g. aggTrade,bookTicker,markPrice@1s "
+                                       "(default BINANCE_MARKET_STREAMS)")
+    rec.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
     return p
 
 
@@ -102,6 +112,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_bot(settings, replay=args.replay, speed=args.speed))
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    import signal
+
+    from core.binance.recorder import record
+
+    overrides = {}
+    if args.symbols:
+        overrides["symbols"] = args.symbols
+    if args.streams:
+        overrides["binance_market_streams"] = args.streams
+    settings = load_settings(**overrides)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be > 0")
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        stats = await record(settings.binance_url("stream"), settings.symbols, args.out,
+                             kinds=settings.binance_market_streams, stop=stop,
+                             duration_s=args.duration,
+                             silence_s=settings.binance_stream_silence_s)
+        print(f"recorded {stats.frames} frames in {stats.seconds:.0f}s to {stats.path}")
+        return 0
+
+    return asyncio.run(go())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from core.backtest import BacktestError
@@ -115,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
             setup_logging(settings.log_level, json_lines=settings.log_json)
             return cmd_run(args)
+        if args.command == "record":
+            setup_logging("INFO", json_lines=False)
+            return cmd_record(args)
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,

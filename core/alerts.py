@@ -16,14 +16,21 @@ from core.event_bus import EventBus
 from core.events import (
     ConnectionStatus,
     EngineError,
+    MarginCall,
+    PositionAdopted,
     PositionOpened,
+    ProtectiveOrderUpdate,
+    RateLimitBackoff,
     SignalRejected,
     StateChanged,
     TradeClosed,
 )
 
 ALERT_EVENTS = (PositionOpened, TradeClosed, SignalRejected, EngineError, StateChanged,
-                ConnectionStatus)
+                ConnectionStatus, ProtectiveOrderUpdate, PositionAdopted, MarginCall,
+                RateLimitBackoff)
+#: Protective-order states worth a message (placing and normal cancels are routine).
+PROTECTIVE_ALERTS = ("PLACE_FAILED", "REJECTED", "EXPIRED")
 
 
 def _utc(ts_ms: int) -> str:
@@ -51,6 +58,19 @@ def alert_text(ev: Any) -> str | None:
         return f"engine {ev.old} -> {ev.new}" + (f" ({ev.reason})" if ev.reason else "")
     if isinstance(ev, ConnectionStatus) and not ev.up:
         return f"connection {ev.stream} down: {ev.detail}"
+    if isinstance(ev, ProtectiveOrderUpdate) and ev.status in PROTECTIVE_ALERTS:
+        return (f"{ev.kind} of {ev.symbol} at {ev.trigger_price}: {ev.status}"
+                + (f" ({ev.detail})" if ev.detail else ""))
+    if isinstance(ev, PositionAdopted):
+        return (f"ADOPTED {ev.quantity} {ev.symbol} @ {ev.entry_price} from the exchange "
+                f"(stops {ev.stops}; SL {ev.stop_loss}, TP {ev.take_profit})")
+    if isinstance(ev, MarginCall):
+        return (f"MARGIN CALL on {', '.join(ev.symbols)}: maintenance margin "
+                f"{ev.maintenance_margin} USDT")
+    if isinstance(ev, RateLimitBackoff):
+        what = "IP banned" if ev.banned else f"{ev.detail or 'holding requests'}"
+        used = f" at {ev.used}/{ev.limit}" if ev.limit else ""
+        return f"rate limit {ev.pool}{used}: {what}, {ev.retry_after_s:.1f}s"
     return None
 
 

@@ -406,3 +406,79 @@ class EngineError:
     message: str
     ts_ms: int
     details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- exchange adapter
+# Published by the live Binance adapter (core/binance/); the paper exchange never sends them.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtectiveOrderUpdate:
+    """An exchange-side protective order (algo STOP_MARKET / TAKE_PROFIT_MARKET) changed.
+
+    ``kind`` is "SL" or "TP"; ``status`` is the algo status (NEW, TRIGGERED, FINISHED,
+    CANCELED, REJECTED, EXPIRED) or PLACE_FAILED when the exchange refused to place it.
+    ``trigger_price`` is in quote asset; ``detail`` says why (reject reason, -2021 ...).
+    """
+
+    symbol: str
+    kind: str
+    client_algo_id: str
+    status: str
+    trigger_price: Decimal
+    detail: str = ""
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionAdopted:
+    """A position found on the exchange at reconciliation (startup or user-stream reconnect)
+    that the adapter did not place in this process. ``stops`` says what protects it:
+    "adopted" (our SL/TP found on the exchange), "placed" (missing ones re-placed) or "none"
+    (levels unknown: FOLLOW_ORDERS and a human must watch it). ``quantity`` is signed."""
+
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    stop_loss: Decimal = Decimal(0)
+    take_profit: Decimal = Decimal(0)
+    stops: str = "none"
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarginCall:
+    """Binance MARGIN_CALL: the account's margin ratio is high; ``symbols`` are the positions
+    named in it. ``maintenance_margin`` is their sum (USDT); ``cross_wallet_balance`` is only
+    sent for a cross margin call."""
+
+    symbols: tuple[str, ...]
+    maintenance_margin: Decimal
+    cross_wallet_balance: Decimal | None = None
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountConfigChanged:
+    """Binance ACCOUNT_CONFIG_UPDATE: a symbol's leverage (``leverage``) or the account's
+    multi-assets mode (``multi_assets``) changed (set by us or by hand on the exchange)."""
+
+    symbol: str = ""
+    leverage: int | None = None
+    multi_assets: bool | None = None
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitBackoff:
+    """The adapter is holding back requests: ``pool`` (REQUEST_WEIGHT 1m, ORDERS 10s, ORDERS 1m,
+    or IP for a 429/418 answer) is at ``used``/``limit``; nothing is sent to it for
+    ``retry_after_s`` seconds. ``banned`` is True for an HTTP 418 IP ban."""
+
+    pool: str
+    used: int
+    limit: int
+    retry_after_s: float
+    banned: bool = False
+    detail: str = ""
+    ts_ms: int

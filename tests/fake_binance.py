@@ -95,6 +95,7 @@ class FakeBinance:
         self.conns: set[Conn] = set()
         self.clock_offset_ms = 0                         # server clock = local + offset
         self.silent = False
+        self.dual_side_position = False                  # True: the account is in hedge mode
         self.listen_key: str | None = None
         self._listen_key_live = False
         self._throttle: list[tuple[int, float]] = []
@@ -177,6 +178,14 @@ class FakeBinance:
         return sum(1 for c in self.conns
                    if c.kind == "market" and c.route == route and stream in c.streams)
 
+    async def ping_all(self, kind: str, payload: bytes = b"") -> int:
+        """Send a ping frame with ``payload`` on every socket of ``kind`` (as Binance does every
+        3 minutes); the pongs land in each ``Conn.pongs``. Returns the number pinged."""
+        conns = [c for c in self.conns if c.kind == kind and c.ws is not None]
+        for conn in conns:
+            await conn.ws.ping(payload)  # type: ignore[union-attr]
+        return len(conns)
+
     def connections(self, kind: str) -> int:
         """Open server-side sockets of ``kind``: ws-api, market, user or legacy."""
         return sum(1 for c in self.conns if c.kind == kind)
@@ -236,6 +245,14 @@ class FakeBinance:
     def reject_next_order(self, code: int, msg: str | None = None) -> None:
         """Reject the next order or algo placement with ``code`` (-2019, -4164, -2021, ...)."""
         self.exchange.rejections.append((code, msg or REJECT_MESSAGES.get(code, "Rejected.")))
+
+    def margin_call(self, symbol: str, maintenance_margin: str = "12.5") -> None:
+        """Send a cross MARGIN_CALL for ``symbol``'s position (user stream, docs shape)."""
+        pos, now = self.position(symbol), self.now_ms()
+        self._emit_user({"e": "MARGIN_CALL", "E": now, "cw": f"{self.account.cross_wallet():.8f}",
+                         "p": [{"s": symbol, "ps": "BOTH", "pa": str(pos.amount), "mt": "CROSSED",
+                                "iw": "0", "mp": str(self.exchange.prices[symbol]),
+                                "up": str(self.account.upnl(pos)), "mm": maintenance_margin}]})
 
     def expire_listen_key(self) -> None:
         """Send ``listenKeyExpired`` (``E`` as a string, like the docs) and invalidate the key:
@@ -321,7 +338,7 @@ class FakeBinance:
             RestRoute("POST", "/fapi/v1/leverage", SIGNED, 1, ex.set_leverage),
             RestRoute("POST", "/fapi/v1/marginType", SIGNED, 1, ex.set_margin_type),
             RestRoute("GET", "/fapi/v1/positionSide/dual", SIGNED, 30,
-                      lambda p: {"dualSidePosition": False}),
+                      lambda p: {"dualSidePosition": self.dual_side_position}),
             RestRoute("POST", "/fapi/v1/listenKey", USER_STREAM, 1,
                       lambda p: {"listenKey": self.start_listen_key()}),
             RestRoute("PUT", "/fapi/v1/listenKey", USER_STREAM, 1,
@@ -333,6 +350,7 @@ class FakeBinance:
             RestRoute("POST", "/fapi/v1/order", SIGNED, 0, ex.place_order, orders=True),
             RestRoute("DELETE", "/fapi/v1/order", SIGNED, 1, ex.cancel_order),
             RestRoute("GET", "/fapi/v1/openAlgoOrders", SIGNED, 1, ex.open_algos),
+            RestRoute("GET", "/fapi/v1/userTrades", SIGNED, 5, ex.user_trades),
             RestRoute("GET", "/fapi/v1/algoOrder", SIGNED, 1, ex.query_algo),
             RestRoute("POST", "/fapi/v1/algoOrder", SIGNED, 0, ex.place_algo, orders=True),
             RestRoute("DELETE", "/fapi/v1/algoOrder", SIGNED, 1, ex.cancel_algo),

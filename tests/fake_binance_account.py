@@ -116,6 +116,7 @@ class Account:
         self.orders: dict[int, Order] = {}
         self.algos: dict[int, AlgoOrder] = {}
         self.positions = {s: Position(s, margin_type=margin_type) for s in symbols}
+        self.trades: list[dict[str, Any]] = []   # GET /fapi/v1/userTrades rows
 
     # ------------------------------------------------------------------ state
 
@@ -148,6 +149,16 @@ class Account:
         order.cum_quote += qty * px
         order.status = "FILLED" if order.executed >= order.qty else "PARTIALLY_FILLED"
         return realized
+
+    def record_trade(self, o: Order, trade_id: int, qty: Decimal, px: Decimal, fee: Decimal,
+                     realized: Decimal, maker: bool) -> None:
+        spec = self.symbols[o.symbol]
+        self.trades.append({
+            "buyer": o.side == "BUY", "commission": num(fee), "commissionAsset": "USDT",
+            "id": trade_id, "maker": maker, "orderId": o.order_id, "price": spec.price_text(px),
+            "qty": spec.qty_text(qty), "quoteQty": f"{qty * px:.8f}", "realizedPnl": num(realized),
+            "side": o.side, "positionSide": "BOTH", "symbol": o.symbol, "time": self.now(),
+        })
 
     def used_margin(self) -> Decimal:
         positions = sum((abs(p.amount) * p.entry / p.leverage for p in self.positions.values()),

@@ -193,6 +193,7 @@ class Exchange:
         fee = (qty * px * (MAKER_FEE if maker else TAKER_FEE)).quantize(D("0.00000001"))
         realized = self.account.apply_fill(order, qty, px, fee)
         trade_id = next(self._trade_ids)
+        self.account.record_trade(order, trade_id, qty, px, fee, realized, maker)
         self._emit(self.account.trade_lite_event(order, qty, px, trade_id, maker))
         self._emit(self.account.order_event(order, "TRADE", last_qty=qty, last_px=px, fee=fee,
                                             realized=realized, trade_id=trade_id, maker=maker))
@@ -296,6 +297,14 @@ class Exchange:
 
     def query_algo(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         return self.account.algo_json(self._find_algo(Params(raw)))
+
+    def user_trades(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/userTrades`` (symbol required; orderId optional)."""
+        p = Params(raw)
+        symbol = self.spec(p.req("symbol")).symbol
+        order_id = p.integer("orderId") if p.get("orderId") is not None else None
+        return [t for t in self.account.trades
+                if t["symbol"] == symbol and order_id in (None, t["orderId"])]
 
     def open_algos(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
         symbol = Params(raw).get("symbol")

@@ -47,6 +47,8 @@ class Conn:
         self.connected_ms = fake.now_ms()
         self.authorized_ms: int | None = None
         self.return_rate_limits = True               # WS API: ?returnRateLimits=false
+        self.pongs: list[bytes] = []                 # payloads of pongs received
+        self.text_frames = 0                         # text frames received (control rate)
 
     def send(self, obj: Any) -> None:
         if not self.fake.silent:
@@ -57,7 +59,8 @@ class Conn:
             self.transport.abort()
 
     async def run(self, request: web.Request, on_text: Any = None) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(timeout=1.0, autoping=True)
+        # autoping off: pings are answered here and pongs recorded (Binance pings every 3 min)
+        ws = web.WebSocketResponse(timeout=1.0, autoping=False)
         self.fake.conns.add(self)
         writer = None
         try:
@@ -65,8 +68,16 @@ class Conn:
             self.ws, self.transport = ws, request.transport
             writer = asyncio.create_task(self._write(ws))
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and on_text is not None and not self.fake.silent:
-                    on_text(self, msg.data)
+                if msg.type == WSMsgType.TEXT:
+                    self.text_frames += 1
+                    if on_text is not None and not self.fake.silent:
+                        on_text(self, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    self.pongs.append(bytes(msg.data))
+                elif msg.type == WSMsgType.CLOSE:
+                    await ws.close()
         except ConnectionError:
             pass
         finally:

@@ -18,6 +18,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 
 
+#: Default endpoints per TRADING_MODE (PROTOCOL.md §1: mainnet; §1.1/§1.2/§8.7: testnet REST on
+#: demo-fapi, WS API on testnet.binancefuture.com, streams on fstream.binancefuture.com).
+_MAINNET = {"rest": "https://fapi.binance.com", "ws_api": "wss://ws-fapi.binance.com/ws-fapi/v1",
+            "stream": "wss://fstream.binance.com"}
+BINANCE_URLS: dict[str, dict[str, str]] = {
+    "paper": _MAINNET,
+    "live": _MAINNET,
+    "testnet": {"rest": "https://demo-fapi.binance.com",
+                "ws_api": "wss://testnet.binancefuture.com/ws-fapi/v1",
+                "stream": "wss://fstream.binancefuture.com"},
+}
+
+
+#: Binance USDⓈ-M kline intervals (PROTOCOL.md §4; no 1s for klines since 2026-07).
+KLINE_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
+                   "3d", "1w")
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable and never its value."""
 
@@ -98,11 +116,38 @@ class Settings(BaseSettings):
     binance_api_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
 
+    # --- Binance: endpoints (None = the TRADING_MODE default, see BINANCE_URLS), keys, adapter
+    binance_rest_url: str | None = None  # base, e.g. https://fapi.binance.com
+    binance_ws_api_url: str | None = None  # full, e.g. wss://ws-fapi.binance.com/ws-fapi/v1
+    binance_stream_url: str | None = None  # base; the bot appends /public, /market, /private
+    binance_private_key_path: Path | None = None  # Ed25519 PEM (instead of BINANCE_API_SECRET)
+    binance_margin_type: Literal["CROSSED", "ISOLATED"] | None = None  # None: leave as it is
+    working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "MARK_PRICE"  # SL/TP trigger price
+    recv_window_ms: int = Field(5_000, ge=100, le=60_000)
+    binance_rate_limit_fraction: float = Field(0.8, gt=0, le=1)  # share of each limit we use
+    binance_market_streams: Annotated[tuple[str, ...], NoDecode] = (
+        "aggTrade", "bookTicker", "markPrice@1s")
+    binance_stream_silence_s: float = Field(10.0, gt=0, le=600)  # watchdog: reconnect after
+
     # --- Telegram (token above, with the secrets): see handlers/host.py
     telegram_admin_ids: Annotated[tuple[int, ...], NoDecode] = ()  # numeric user ids
     telegram_api_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (local Bot API)
     bot_language: Literal["en", "tr"] = "en"
     daily_report_hour: int = Field(0, ge=0, le=23)  # UTC hour of the daily summary
+
+    # --- market data: the worker cache behind /ta and /watch (core/market_data.py)
+    watchlist: Annotated[tuple[str, ...], NoDecode] = ()  # watched besides SYMBOLS
+    market_timeframes: Annotated[tuple[str, ...], NoDecode] = ("1m", "5m", "15m", "1h", "4h")
+    market_history_bars: int = Field(499, ge=50, le=1500)  # klines per timeframe (499: weight 2)
+    market_worker_budget_fraction: float = Field(0.2, gt=0, le=1)  # of REQUEST_WEIGHT per minute
+    market_refresh_s: float = Field(5.0, ge=0.5, le=3600)  # worker pass interval
+    market_ttl_klines_s: float = Field(60.0, gt=0, le=86_400)
+    market_ttl_mark_s: float = Field(10.0, gt=0, le=86_400)
+    market_ttl_ticker_s: float = Field(60.0, gt=0, le=86_400)
+    market_ttl_open_interest_s: float = Field(60.0, gt=0, le=86_400)
+    market_ttl_symbols_s: float = Field(3600.0, gt=0, le=86_400)
+    market_watchlist_max: int = Field(30, ge=1, le=100)
+    market_analysis_executor: Literal["process", "thread"] = "process"
 
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
@@ -120,6 +165,32 @@ class Settings(BaseSettings):
                                      "e.g. 123456789,987654321")
                 out.append(int(text))
             return tuple(dict.fromkeys(out))
+        return v
+
+    @field_validator("binance_rest_url", "binance_ws_api_url", "binance_stream_url")
+    @classmethod
+    def _check_binance_url(cls, v: str | None, info: Any) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        schemes = ("http://", "https://") if info.field_name == "binance_rest_url" else (
+            "ws://", "wss://")
+        if not v.startswith(schemes):
+            raise ValueError(f"must start with {' or '.join(schemes)}")
+        return v
+
+    @field_validator("binance_market_streams", mode="before")
+    @classmethod
+    def _split_streams(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            out = tuple(str(s).strip() for s in v)
+            for s in out:
+                if not s or not all(c.isalnum() or c in "@_" for c in s):
+                    raise ValueError("must be comma-separated stream kinds like "
+                                     "aggTrade,bookTicker,markPrice@1s,kline_1m")
+            return out
         return v
 
     @field_validator("telegram_api_base_url")
@@ -175,6 +246,13 @@ class Settings(BaseSettings):
     def timeframe_ms(self) -> int:
         return parse_timeframe(self.timeframe)
 
+    def binance_url(self, which: str) -> str:
+        """The effective Binance endpoint ``which`` ("rest", "ws_api" or "stream"): the
+        BINANCE_*_URL override, else the default of TRADING_MODE (paper uses mainnet market
+        data). Defaults: shared/binance/PROTOCOL.md §1 and §8.7."""
+        override = getattr(self, f"binance_{which}_url")
+        return override or BINANCE_URLS[self.trading_mode][which]
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "journal.sqlite3"
@@ -194,6 +272,33 @@ class Settings(BaseSettings):
             else:
                 out[name] = "" if value is None else str(value)
         return out
+
+    # --- market data validators
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _split_watchlist(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            out = tuple(dict.fromkeys(str(s).strip().upper() for s in v))
+            if not all(s.isalnum() for s in out):
+                raise ValueError("must be comma-separated symbols, e.g. ETHUSDT,SOLUSDT")
+            return out
+        return v
+
+    @field_validator("market_timeframes", mode="before")
+    @classmethod
+    def _split_market_timeframes(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            out = tuple(dict.fromkeys(str(s).strip() for s in v))
+            if not out or not all(s in KLINE_INTERVALS for s in out):
+                raise ValueError("must be comma-separated Binance kline intervals, e.g. "
+                                 "1m,5m,15m,1h,4h")
+            return out
+        return v
 
 
 _SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token"}
