@@ -32,6 +32,7 @@ import orjson
 
 from core.event_bus import EventBus
 from core.events import (
+    AccountConfigChanged,
     BalanceUpdate,
     ClosedTrade,
     CloseRequest,
@@ -39,10 +40,14 @@ from core.events import (
     EngineError,
     EquitySnapshot,
     ExitReason,
+    MarginCall,
     OrderRequest,
     OrderUpdate,
+    PositionAdopted,
     PositionOpened,
     PositionUpdate,
+    ProtectiveOrderUpdate,
+    RateLimitBackoff,
     Side,
     SignalRejected,
     StateChanged,
@@ -97,7 +102,8 @@ _INSERT = {
 JOURNALED_EVENTS = (
     TradeSignal, SignalRejected, CloseRequest, OrderRequest, OrderUpdate, PositionOpened,
     PositionUpdate, BalanceUpdate, TradeClosed, EquitySnapshot, StateChanged, ConnectionStatus,
-    EngineError,
+    EngineError, ProtectiveOrderUpdate, PositionAdopted, MarginCall, AccountConfigChanged,
+    RateLimitBackoff,
 )
 
 

@@ -352,3 +352,30 @@ def test_payload_decimals_round_trip_exactly(qty: Decimal, price: Decimal, rp: D
     assert Decimal(data["last_fill_qty"]) == qty and Decimal(data["last_fill_price"]) == price
     assert Decimal(data["realized_pnl"]) == rp
     assert data["side"] == "SELL" and data["status"] == "FILLED"
+
+
+async def test_live_adapter_events_are_journaled():
+    from core.events import (AccountConfigChanged, MarginCall, PositionAdopted,
+                             ProtectiveOrderUpdate, RateLimitBackoff)
+    from core.journal import JOURNALED_EVENTS
+
+    bus = EventBus()
+    journal = Journal(bus, None)
+    await journal.start()
+    try:
+        bus.publish(ProtectiveOrderUpdate(symbol=SYM, kind="SL", client_algo_id="d5S1",
+                                          status="PLACE_FAILED", trigger_price=Decimal("55800.0"),
+                                          detail="-2021", ts_ms=T0))
+        bus.publish(PositionAdopted(symbol=SYM, quantity=Decimal("0.01"),
+                                    entry_price=Decimal("56000"), stops="adopted", ts_ms=T0 + 1))
+        bus.publish(MarginCall(symbols=(SYM,), maintenance_margin=Decimal("1.5"), ts_ms=T0 + 2))
+        bus.publish(AccountConfigChanged(symbol=SYM, leverage=10, ts_ms=T0 + 3))
+        rows = await journal.recent_events(10)
+        kinds = [r["kind"] for r in rows]
+        assert kinds == ["ProtectiveOrderUpdate", "PositionAdopted", "MarginCall",
+                         "AccountConfigChanged"]
+        assert rows[0]["payload"]["trigger_price"] == "55800.0"
+        assert rows[2]["payload"]["symbols"] == [SYM]
+        assert RateLimitBackoff in JOURNALED_EVENTS
+    finally:
+        await journal.stop()
