@@ -45,6 +45,13 @@ def health_text(context: ContextTypes.DEFAULT_TYPE) -> str:
         for name, (up, detail) in sorted(h["streams"].items()):
             lines.append(t("Stream {name}: {state} {detail}", name=name,
                            state=t.plain("up") if up else t.plain("down"), detail=detail))
+    worker = d.services.market_worker
+    if worker is not None:
+        m = worker.health()
+        lines.append(t("Market data: {passes} passes, {failures} failed, request weight "
+                       "{used}/{cap} this minute, streams {up}/{total} up", passes=m["passes"],
+                       failures=m["failures"], used=m["budget"][0], cap=m["budget"][1],
+                       up=sum(m["streams"].values()), total=len(m["streams"])))
     lines += [
         t("Connection drops in the last 10 minutes: {count}", count=h["drops_10m"]),
         t("Journal: {pending} rows pending, {errors} write errors",

@@ -22,7 +22,6 @@ from utils.outbox import Outbox
 from utils.settings import Settings
 
 DEPS_KEY = "deps"
-TA_CACHE_KEY = "ta_cache"  # the market-intelligence worker's cache, when one is running
 
 T = TypeVar("T")
 

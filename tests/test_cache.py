@@ -211,3 +211,18 @@ def test_size_is_bounded_least_recently_used_first(clock):
     cache.put("mark", "C", 3)
     assert len(cache) == 2
     assert cache.get("mark", "B") is None and cache.get("mark", "A").value == 1
+
+
+async def test_expired_entry_is_served_stale_with_its_true_age_then_reloaded(cache, clock):
+    assert cache.expire("klines", ("BTCUSDT", "1m")) is False
+    cache.put("klines", ("BTCUSDT", "1m"), "series with a gap")
+    clock.advance(3.0)
+    assert cache.expire("klines", ("BTCUSDT", "1m")) is True
+    entry = cache.get("klines", ("BTCUSDT", "1m"))
+    assert entry.stale and entry.age_s == 3.0 and entry.value == "series with a gap"
+    failing = await cache.get_or_load("klines", ("BTCUSDT", "1m"),
+                                      CountingLoader(error=BudgetExhausted("spent")))
+    assert failing.stale and failing.value == "series with a gap"
+    loader = CountingLoader("reloaded")
+    fresh = await cache.get_or_load("klines", ("BTCUSDT", "1m"), loader)
+    assert loader.calls == 1 and fresh.value == "reloaded" and not fresh.stale

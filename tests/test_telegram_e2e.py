@@ -26,7 +26,7 @@ import pytest
 from core.alerts import ALERT_EVENTS, alert_text
 from core.events import EngineMode, PositionPhase
 from core.services import Services, replay_feed
-from handlers.common import DEPS_KEY, TA_CACHE_KEY
+from handlers.common import DEPS_KEY
 from handlers.host import HostOptions, build_application, serve
 from handlers.registry import collect, discover
 from jobs.daily_report import daily_report
@@ -387,26 +387,20 @@ async def test_unauthorized_user_gets_no_answer_at_all(tmp_path, data_dir):
         assert await bot.press(yes_data, prompt.message_id) == "Done"
 
 
-async def test_ta_answers_from_the_engine_then_from_a_worker_cache(tmp_path, data_dir):
+async def test_ta_in_a_replay_reads_the_engine_candles_with_the_same_verdict(tmp_path, data_dir):
     async with running_bot(tmp_path, data_dir) as bot:
         verdict = bot.engine.trending.verdict("BTCUSDT")
-        (msg,) = await bot.command("/ta btcusdt")
-        assert f"<b>BTCUSDT 5s</b>: {verdict.bias}" in msg.text
-        assert "warming up" in msg.text
+        text, photo = await bot.command("/ta btcusdt", expect=2)
+        assert text.text.startswith(f"<b>BTCUSDT 5s</b>: {verdict.bias} (")
+        assert "<pre>tf" in text.text and "RSI" in text.text
+        assert photo.method == "sendPhoto" and photo.content.startswith(b"\x89PNG")
         (msg,) = await bot.command("/ta BTCUSDT 1h")
-        assert "Only 5s is analysed" in msg.text
+        assert msg.text == ("No analysis for BTCUSDT: no 1h candles for BTCUSDT; "
+                            "available: 5s")
         (msg,) = await bot.command("/ta ETHUSDT")
-        assert msg.text.startswith("No analysis for ETHUSDT")
-
-        class Cache:
-            def get(self, symbol, timeframe):
-                if symbol == "ETHUSDT":
-                    return type("V", (), {"bias": "LONG", "detail": "EMA50 > EMA200 <4h>"})()
-                return None
-
-        bot.app.bot_data[TA_CACHE_KEY] = Cache()
-        (msg,) = await bot.command("/ta ETHUSDT 4h")
-        assert msg.text == "<b>ETHUSDT 4h</b>: LONG (EMA50 &gt; EMA200 &lt;4h&gt;)"
+        assert msg.text == "No data for ETHUSDT in this replay; it has BTCUSDT."
+        (msg,) = await bot.command("/watch add ETHUSDT")
+        assert "needs live market data" in msg.text
 
 
 async def test_health_logs_and_settings_hide_secrets(tmp_path, data_dir, log_capture):

@@ -82,6 +82,7 @@ class _Record(NamedTuple):
     value: Any
     stored_mono: float
     fetched_at: int
+    expired: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -158,6 +159,17 @@ class MarketCache:
         self._data[(kind, key)] = record
         return self._entry(record, ttl)
 
+    def expire(self, kind: str, key: Hashable) -> bool:
+        """Mark the entry stale now, whatever its age (e.g. a stream showed that a series has a
+        gap): the next ``get_or_load`` loads it again, and until then it is still served, with
+        ``stale=True`` and its true age. False when there is no such entry."""
+        self.ttl(kind)
+        record = self._data.get((kind, key))
+        if record is None:
+            return False
+        self._data[(kind, key)] = record._replace(expired=True)
+        return True
+
     async def get_or_load(
         self,
         kind: str,
@@ -180,7 +192,7 @@ class MarketCache:
         ttl = self.ttl(kind)
         cache_key = (kind, key)
         record = self._data.get(cache_key)
-        if record is not None and self._clock() - record.stored_mono < ttl:
+        if record is not None and not record.expired and self._clock() - record.stored_mono < ttl:
             self.stats.hits += 1
             return self._entry(record, ttl)
         self.stats.misses += 1
@@ -233,4 +245,4 @@ class MarketCache:
 
     def _entry(self, record: _Record, ttl: float) -> Entry[Any]:
         age = max(0.0, self._clock() - record.stored_mono)
-        return Entry(record.value, record.fetched_at, age, age >= ttl)
+        return Entry(record.value, record.fetched_at, age, age >= ttl or record.expired)
