@@ -1,7 +1,8 @@
-"""``main.py run``: the engine hosted in one asyncio process, paper mode.
+"""``main.py run``: the engine hosted in one asyncio process.
 
-Market data comes from ``--replay`` files (paced at N x real time, or as fast as possible with
-speed 0) or, in a later build, from Binance's streams. State (engine mode, phase, position) and
+Market data comes from ``--replay`` files (paper mode; paced at N x real time, or as fast as
+possible with speed 0) or from Binance's market streams (TRADING_MODE paper, testnet, live; the
+latter two trade through the Binance connection). State (engine mode, phase, position) and
 the paper account persist under DATA_DIR, so a restart resumes where it stopped; the journal
 (SQLite) records everything. SIGTERM/SIGINT stop cleanly: the feed stops, the journal is flushed.
 
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from decimal import Decimal
 
 from core.alerts import ConsoleNotifier
 from core.services import RunError, Services, feed_replay, replay_feed
@@ -28,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: float) -> Services:
-    """The engine, journal and replay feed for ``main.py run``.
+    """The engine, journal and market feed for ``main.py run``: recorded files with
+    ``--replay`` (paper only), else Binance's market streams with the paper exchange (paper) or
+    the Binance connection (testnet, live), plus the market-data worker.
 
     Raises:
         RunError: a mode or data source this build cannot run.
@@ -38,14 +42,22 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
                    settings.telegram_bot_token):
         if secret is not None:
             add_secret(secret)
-    if settings.trading_mode != "paper":
-        raise RunError(f"TRADING_MODE={settings.trading_mode} needs the Binance connection, "
-                       "which this build does not have yet; use TRADING_MODE=paper")
-    if not replay:
-        raise RunError("live market data needs the Binance connection (not in this build yet); "
-                       "pass --replay DATA to paper-trade on recorded data")
-    feed = replay_feed(replay, speed=speed, reorder_ms=settings.replay_reorder_ms)
-    return Services(settings, feed=feed, persist=True)
+    if replay:
+        if settings.trading_mode != "paper":
+            raise RunError(f"--replay runs in paper mode only (TRADING_MODE is "
+                           f"{settings.trading_mode})")
+        feed = replay_feed(replay, speed=speed, reorder_ms=settings.replay_reorder_ms)
+        return Services(settings, feed=feed, persist=True)
+    from core.binance.adapter import SetupError
+    from core.binance.live import live_connection_factory
+    from jobs.market_worker import live_market
+
+    try:
+        live = live_connection_factory(settings)  # paper: market streams only, no keys
+    except SetupError as exc:
+        raise RunError(str(exc)) from None
+    return Services(settings, feed=live.feed, persist=True, market=live_market(settings),
+                    connection_factory=live.connection_factory)
 
 
 async def run_bot(settings: Settings, *, replay: Sequence[str] | None, speed: float) -> int:
@@ -65,9 +77,9 @@ async def _run_headless(settings: Settings, services: Services) -> int:
     ConsoleNotifier(engine.bus)
     await services.start(start_feed=False)
     paper = services.paper
-    assert paper is not None
-    print(f"dort5bot paper mode, {engine.state.mode.value}, symbols {','.join(settings.symbols)}, "
-          f"wallet {paper.wallet} {settings.quote_asset}", flush=True)
+    wallet = f", wallet {paper.wallet} {settings.quote_asset}" if paper is not None else ""
+    print(f"dort5bot {settings.trading_mode} mode, {engine.state.mode.value}, symbols "
+          f"{','.join(settings.symbols)}{wallet}", flush=True)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,8 +97,8 @@ async def _run_headless(settings: Settings, services: Services) -> int:
         if exc is not None:
             raise exc
     trades = engine.ledger.trades
-    net = sum((t.net_pnl for t in trades), paper.wallet * 0)
-    print(f"replay done: {count} events, {len(trades)} trades closed, net {net} "
-          f"{settings.quote_asset}, wallet {paper.wallet}, phase {engine.state.phase.value}",
-          flush=True)
+    net = sum((t.net_pnl for t in trades), Decimal(0))
+    wallet = f", wallet {paper.wallet}" if paper is not None else ""
+    print(f"feed ended: {count} events, {len(trades)} trades closed, net {net} "
+          f"{settings.quote_asset}{wallet}, phase {engine.state.phase.value}", flush=True)
     return 0

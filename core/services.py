@@ -9,7 +9,10 @@ how the other presents it. Owned here:
 * the market feed: an owned task (today the replay feed; the Binance streams later), endless
   from the host's point of view and cancelled by ``stop()``,
 * small read models the front-ends show: the last ``PositionUpdate`` per symbol (liquidation
-  price) and the last ``ConnectionStatus`` per stream.
+  price) and the last ``ConnectionStatus`` per stream,
+* the market-data cache behind /ta (``core/market_data.py``): fed by the engine's bus by
+  default (a replay), or by a live worker built by the ``market`` factory
+  (``jobs.market_worker.live_market``), started after the journal and stopped first.
 
 ``stop()`` leaves orders and protective stops on the exchange untouched: a restart adopts the
 position from the exchange (ORDERING reconciles) instead of leaving it naked for a moment.
@@ -30,6 +33,7 @@ from typing import Any
 
 from core.bar_ticks import with_bar_ticks
 from core.engine import Engine, build_engine
+from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
     Candle,
@@ -39,7 +43,9 @@ from core.events import (
 )
 from core.filters import round_price
 from core.journal import Journal
+from core.market_data import MarketData, market_from_settings
 from core.paper import PaperExchange
+from core.ports import Connection
 from core.replay import ReplaySource
 from utils.settings import Settings
 
@@ -50,6 +56,8 @@ STORM_WINDOW_MS = 600_000  # connection drops counted over the last 10 minutes
 
 #: ``feed(engine, stop) -> events published``; returns when the data ends or ``stop`` is set.
 FeedFn = Callable[[Engine, asyncio.Event], Awaitable[int]]
+#: ``(settings, engine) -> (market data, its worker)``; the worker has ``start()``/``stop()``.
+MarketFactory = Callable[[Settings, Engine], tuple[MarketData, Any]]
 
 EQUITY_EVERY_MS = 60_000  # exchange time between journaled equity snapshots
 
@@ -66,22 +74,27 @@ class Services:
     """Engine, journal and feed task of one bot process.
 
     Args:
-        settings: validated settings (paper mode in this build).
+        settings: validated settings.
         feed: the market-data coroutine factory; ``replay_feed(paths, speed)`` for recorded
             data. None: no market data (commands still work; nothing trades).
         persist: keep engine state and the paper account under DATA_DIR.
+        connection_factory: the exchange connection (testnet/live,
+            ``core.binance.live.live_connection_factory``); None = the paper exchange.
+        market: builds the market-data cache and its worker (live market data); None: the
+            cache takes the engine bus's candles and mark prices (replay), no worker.
 
     Raises:
         RunError: a mode this build cannot run, or an unreadable paper account file.
         core.state.StateError: unreadable state file.
     """
 
-    def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True) -> None:
-        if settings.trading_mode != "paper":
-            raise RunError(f"TRADING_MODE={settings.trading_mode} needs the Binance connection, "
-                           "which this build does not have yet; use TRADING_MODE=paper")
+    def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True,
+                 market: MarketFactory | None = None,
+                 connection_factory: Callable[[EventBus], Connection] | None = None) -> None:
         self.settings = settings
-        self.engine = build_engine(settings, persist=persist)
+        self.engine = build_engine(settings, persist=persist,
+                                   connection_factory=connection_factory)
+        self._last_equity: EquitySnapshot | None = None
         self._feed = feed
         if persist:
             self._restore_paper()
@@ -98,8 +111,15 @@ class Services:
         bus = self.engine.bus
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(ConnectionStatus, self._on_connection)
+        self.market_worker: Any = None
+        if market is None:
+            self.market = market_from_settings(settings, bus=bus)
+        else:
+            self.market, self.market_worker = market(settings, self.engine)
         self._next_equity_ms = 0
+        self._background: set[asyncio.Task] = set()
         bus.subscribe(Candle, self._on_candle)
+        bus.subscribe(EquitySnapshot, self._on_equity)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,6 +146,8 @@ class Services:
         if paper is not None:
             paper.publish_balance(0, "SNAPSHOT")
             paper.publish_positions(0)
+        if self.market_worker is not None:
+            await self.market_worker.start()
         if start_feed:
             self.start_feed()
 
@@ -164,6 +186,8 @@ class Services:
 
         Open orders and exchange-side stops are left as they are, on purpose.
         """
+        if self.market_worker is not None:
+            await self.market_worker.stop()
         self._stop_feed.set()
         task = self.feed_task
         if task is not None and not task.done():
@@ -176,6 +200,7 @@ class Services:
         if self._started:
             await self.journal.stop()
             self._started = False
+        await self.market.stop()
 
     # ------------------------------------------------------------------ views
 
@@ -185,12 +210,20 @@ class Services:
         paper = self.paper
         if paper is not None and paper.now_ms:
             return paper.now_ms
+        clock = getattr(self.engine.connection, "clock", None)
+        if clock is not None:
+            return clock.now_ms()
         return _now_ms()
 
     def refresh_balance(self) -> None:
         """Publish the account's balance (BalanceUpdate SNAPSHOT) and an EquitySnapshot."""
         paper = self.paper
         if paper is None:
+            refresh = getattr(self.engine.connection, "refresh_account", None)
+            if refresh is not None:  # live: read the account over the WS API, off the bus
+                task = asyncio.get_running_loop().create_task(refresh(), name="refresh-account")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             return
         ts = self.now_ms()
         paper.publish_balance(ts, "SNAPSHOT")
@@ -209,8 +242,15 @@ class Services:
                 unrealized_pnl=paper.unrealized_pnl(), ts_ms=c.ts_ms))
 
     def equity(self) -> Decimal | None:
+        """Paper: wallet + unrealized PnL now; live: the last EquitySnapshot the exchange
+        account gave (None before the first)."""
         paper = self.paper
-        return paper.equity() if paper is not None else None
+        if paper is not None:
+            return paper.equity()
+        return self._last_equity.equity if self._last_equity is not None else None
+
+    def _on_equity(self, ev: EquitySnapshot) -> None:
+        self._last_equity = ev
 
     def liquidation_price(self, symbol: str) -> Decimal | None:
         """The exchange's liquidation price of the open position on ``symbol``, rounded to the
@@ -242,7 +282,7 @@ class Services:
             "feed": feed,
             "feed_error": self.feed_error,
             "events_fed": self.events_fed,
-            "last_event_ms": paper.now_ms if paper is not None else 0,
+            "last_event_ms": paper.now_ms if paper is not None else self.now_ms(),
             "journal_pending": self.journal.pending_count,
             "journal_write_errors": self.journal.write_errors,
             "bus_errors": self.engine.bus.errors,

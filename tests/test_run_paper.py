@@ -89,12 +89,6 @@ def test_restart_mid_position_resumes_and_closes_it(env, tmp_path):
         assert Decimal(final["wallet"]) == Decimal("1000") + total
 
 
-def test_run_without_replay_says_what_to_do(env, capsys):
-    assert main(["run"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--replay" in err and "\n" not in err
-
-
 def test_run_with_a_corrupt_file_exits_2(env, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("what,is,this\n1,2,3\n")

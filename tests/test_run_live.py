@@ -1,0 +1,87 @@
+"""``main.py run`` without --replay: the runner wires Binance's streams (paper) or the Binance
+connection (testnet) and the market worker into Services, checked against the fake Binance."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from core.events import EngineMode, PositionPhase, Side, TradeSignal
+from core.runner import RunError, build_services
+from tests.conftest import shared_file
+from tests.fake_binance import eventually
+from tests.fake_binance_market import FakeBinanceMarket
+from utils.settings import load_settings
+
+D = Decimal
+
+
+def settings_for(fake, tmp_path, **kw):
+    base = dict(_env_file=None, symbols="BTCUSDT", data_dir=tmp_path / "data",
+                binance_rest_url=fake.rest_url, binance_ws_api_url=fake.ws_api_url,
+                binance_stream_url=fake.stream_url, binance_stream_silence_s=0.5,
+                log_json=False, max_notional=D("5000"))
+    return load_settings(**(base | kw))
+
+
+@pytest.fixture
+async def fake():
+    async with FakeBinanceMarket(shared_file("BTCUSDT-1m-2023-04-15.csv")) as f:
+        yield f
+
+
+async def test_paper_mode_trades_the_paper_exchange_on_live_streams(fake, tmp_path):
+    settings = settings_for(fake, tmp_path, trading_mode="paper")
+    services = build_services(settings, replay=None, speed=1.0)
+    await services.start()
+    try:
+        paper = services.paper
+        assert paper is not None  # no keys, no orders to Binance
+        await eventually(lambda: fake.market_subscribers("btcusdt@aggTrade") > 0, timeout=5)
+        trade = {"e": "aggTrade", "E": 1_700_000_000_000, "s": "BTCUSDT", "a": 1, "p": "30123.4",
+                 "q": "0.5", "nq": "0.5", "f": 1, "l": 1, "T": 1_700_000_000_000, "m": False}
+        await fake.push_market("btcusdt@aggTrade", trade)
+        await eventually(lambda: paper.last_price("BTCUSDT") == 30123.4, timeout=5)
+        assert fake.calls("order.place") == []
+        assert services.market is not None  # the worker cache behind /ta is running
+    finally:
+        services.request_stop()
+        await services.stop()
+
+
+async def test_testnet_mode_trades_through_the_binance_connection(fake, tmp_path):
+    settings = settings_for(fake, tmp_path, trading_mode="testnet",
+                            binance_api_key=fake.api_key, binance_api_secret=fake.api_secret)
+    services = build_services(settings, replay=None, speed=1.0)
+    engine = services.engine
+    assert services.paper is None and engine.state.mode is EngineMode.DISARMED
+    await services.start()
+    try:
+        conn = engine.connection
+        await eventually(lambda: conn.ready, timeout=5)  # reconciled before any trade
+        engine.arm(reason="test")
+        fake.set_price("BTCUSDT", "68000")
+        engine.bus.publish(TradeSignal(
+            symbol="BTCUSDT", side=Side.LONG, entry_price=D("68000"), quantity=D("0.010"),
+            stop_loss=D("67000"), take_profit=D("69000"), leverage=settings.leverage,
+            reason="test", ts_ms=conn.clock.now_ms()))
+        await eventually(lambda: engine.state.phase is PositionPhase.OPEN, timeout=5)
+        await eventually(lambda: len(fake.account.open_algos(None)) == 2, timeout=5)  # SL + TP
+        assert len(fake.calls("order.place")) == 1
+        assert fake.position("BTCUSDT").amount == D("0.010")
+    finally:
+        services.request_stop()
+        await services.stop()
+
+
+def test_testnet_without_keys_is_a_one_line_error(tmp_path):
+    settings = load_settings(_env_file=None, trading_mode="testnet", data_dir=tmp_path)
+    with pytest.raises(RunError, match="BINANCE_API_KEY"):
+        build_services(settings, replay=None, speed=1.0)
+
+
+def test_replay_is_paper_only(tmp_path):
+    settings = load_settings(_env_file=None, trading_mode="live", data_dir=tmp_path)
+    with pytest.raises(RunError, match="paper mode only"):
+        build_services(settings, replay=["x.gz"], speed=1.0)
