@@ -9,7 +9,7 @@ UV     := $(VENV)/bin/uv
 UV_VER := 0.9.7
 STAMP  := $(VENV)/.synced
 SYSPY  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
             && { echo $$p; break; }; done)
 
 .PHONY: run test install bench clean
