@@ -81,10 +81,20 @@ class ConsoleNotifier:
                  sink: Callable[[str], None] | None = None) -> None:
         self._out = out or sys.stdout
         self._sink = sink
+        self._down: set[str] = set()
         for t in ALERT_EVENTS:
             bus.subscribe(t, self._on_event)
 
     def _on_event(self, ev: Any) -> None:
+        if isinstance(ev, ConnectionStatus):  # one line per outage, not one per retry
+            if ev.up:
+                if ev.stream in self._down:
+                    self._down.discard(ev.stream)
+                    self.notify(f"{_utc(ev.ts_ms)} connection {ev.stream} restored")
+                return
+            if ev.stream in self._down:
+                return
+            self._down.add(ev.stream)
         text = alert_text(ev)
         if text is not None:
             self.notify(f"{_utc(ev.ts_ms)} {text}")
