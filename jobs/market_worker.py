@@ -34,6 +34,7 @@ from core.binance.streams import MarketStreams
 from core.events import ConnectionStatus
 from core.market_data import MarketData, market_from_settings
 from core.market_rest import MarketRest, WorkerBudget
+from utils.aio import cancel_and_wait
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -81,15 +82,8 @@ class MarketWorker:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                logger.exception("market-data worker task failed")
+        for exc in await cancel_and_wait(*tasks):
+            logger.error("market-data worker task failed: %s: %s", type(exc).__name__, exc)
         if self.streams is not None:
             await self.streams.stop()
             self.streams = None

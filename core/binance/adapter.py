@@ -51,10 +51,18 @@ from core.binance.wire import Fields
 from core.binance.ws_api import ROTATE_S, USER_STREAM, WsApiClient
 from core.event_bus import EventBus
 from core.events import (
-    BalanceUpdate, ConnectionStatus, EngineError, EquitySnapshot, MarkPrice, MarketTick,
-    OrderRequest, OrderSide, OrderType,
+    BalanceUpdate,
+    ConnectionStatus,
+    EngineError,
+    EquitySnapshot,
+    MarketTick,
+    MarkPrice,
+    OrderRequest,
+    OrderSide,
+    OrderType,
 )
 from core.filters import SymbolFilters, filters_for, parse_exchange_info
+from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -289,14 +297,7 @@ class BinanceConnection:
                     ",".join(self.config.symbols), self.config.leverage, self.clock.offset_ms)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         await self.user.stop()
         await self.api.stop()
         await self.rest.close()

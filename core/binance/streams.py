@@ -36,6 +36,7 @@ from core.binance.parse_market import parse_market_event
 from core.binance.wire import ParseError
 from core.binance.ws_api import WIRE_LOG
 from core.events import ConnectionStatus
+from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +145,7 @@ class MarketStreams:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(*tasks)
         for c in self.conns:
             if c.ws is not None:
                 await c.ws.close()

@@ -24,6 +24,7 @@ import websockets
 from core.binance.clock import Backoff
 from core.binance.errors import InvalidListenKey, scrub
 from core.binance.ws_api import WIRE_LOG
+from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,7 @@ class UserStream:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         self._up.clear()
 
     def renew(self, reason: str) -> None:

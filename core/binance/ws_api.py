@@ -35,11 +35,24 @@ from websockets.asyncio.client import ClientConnection
 
 from core.binance.clock import Backoff, ServerClock
 from core.binance.errors import (
-    ClockSkew, ExchangeError, Fatal, RetryLater, UnknownOutcome, scrub, timeout_error,
+    ClockSkew,
+    ExchangeError,
+    Fatal,
+    RetryLater,
+    UnknownOutcome,
+    scrub,
+    timeout_error,
 )
 from core.binance.parse import ParseError, parse_ws_api_response
 from core.binance.rate_limit import RateLimiter
-from core.binance.signing import Ed25519Signer, SecretLike, Signer, sign_ws_params, ws_params
+from core.binance.signing import (
+    Ed25519Signer,
+    SecretLike,
+    Signer,
+    sign_ws_params,
+    ws_params,
+)
+from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +131,7 @@ class WsApiClient:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         self._ready.clear()
         self._fail_pending("WS API client stopped")
 
