@@ -29,8 +29,8 @@ from core.events import (
 ALERT_EVENTS = (PositionOpened, TradeClosed, SignalRejected, EngineError, StateChanged,
                 ConnectionStatus, ProtectiveOrderUpdate, PositionAdopted, MarginCall,
                 RateLimitBackoff)
-#: Protective-order states worth a message (placing and normal cancels are routine).
-PROTECTIVE_ALERTS = ("PLACE_FAILED", "REJECTED", "EXPIRED")
+#: Protective-order states worth a message: placed (NEW), or failed; cancels are routine.
+PROTECTIVE_ALERTS = ("NEW", "PLACE_FAILED", "REJECTED", "EXPIRED")
 
 
 def _utc(ts_ms: int) -> str:
@@ -59,7 +59,8 @@ def alert_text(ev: Any) -> str | None:
     if isinstance(ev, ConnectionStatus) and not ev.up:
         return f"connection {ev.stream} down: {ev.detail}"
     if isinstance(ev, ProtectiveOrderUpdate) and ev.status in PROTECTIVE_ALERTS:
-        return (f"{ev.kind} of {ev.symbol} at {ev.trigger_price}: {ev.status}"
+        status = "placed on the exchange" if ev.status == "NEW" else ev.status
+        return (f"{ev.kind} of {ev.symbol} at {ev.trigger_price}: {status}"
                 + (f" ({ev.detail})" if ev.detail else ""))
     if isinstance(ev, PositionAdopted):
         return (f"ADOPTED {ev.quantity} {ev.symbol} @ {ev.entry_price} from the exchange "
