@@ -83,10 +83,16 @@ class Engine:
         return True
 
     def flat(self, ts_ms: int | None = None) -> bool:
-        """Disarm, then close any position (reason FLAT). True if a position was open."""
+        """Disarm, cancel an entry order still in flight, then close any position (reason
+        FLAT; the live adapter cancels the exchange-side stops once it is closed).
+        True if a position (or an entry) was open."""
         ts = ts_ms or now_ms()
         self.disarm(ts, "flat")
-        return self.close_position(ExitReason.FLAT, ts)
+        entries = [o for o in self.state.orders.values() if o.intent == "ENTRY"]
+        for order in entries:
+            self.connection.cancel_order(order.symbol, order.client_order_id)
+        closing = self.close_position(ExitReason.FLAT, ts)
+        return closing or bool(entries)
 
     def status(self) -> dict[str, Any]:
         """A snapshot for /status: mode, phase, position, levels, balances (Decimals)."""
