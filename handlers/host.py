@@ -237,7 +237,7 @@ async def _initialize(app: Application, stop: asyncio.Event, retry_max_s: float)
             await app.initialize()
             return True
         except InvalidToken:
-            raise RunError("TELEGRAM_BOT_TOKEN was rejected by the Bot API; check the token")
+            raise RunError("TELEGRAM_BOT_TOKEN was rejected by the Bot API; check the token") from None
         except NetworkError as exc:
             logger.warning("Bot API unreachable at startup (%s); retrying in %.0f s",
                            redact(f"{type(exc).__name__}: {exc}"), delay)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from core.events import EngineMode, PositionPhase, Side
 from core.state import EngineState, StateError, TrackedOrder
@@ -270,6 +271,6 @@ def test_secrets_never_appear_in_a_settings_error(env):
 
 def test_settings_are_frozen(env):
     s = load_settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.leverage = 50  # type: ignore[misc]
     assert s.leverage == 5
