@@ -39,6 +39,7 @@ from core.events import (
     Candle,
     ConnectionStatus,
     EquitySnapshot,
+    PositionPhase,
     PositionUpdate,
 )
 from core.filters import round_price
@@ -48,6 +49,7 @@ from core.paper import PaperExchange
 from core.ports import Connection
 from core.replay import ReplaySource
 from utils.settings import Settings
+from utils.status_server import Metric, StatusServer
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class Services:
             self.market, self.market_worker = market(settings, self.engine)
         self._next_equity_ms = 0
         self._background: set[asyncio.Task] = set()
+        self.status_server: StatusServer | None = None
         bus.subscribe(Candle, self._on_candle)
         bus.subscribe(EquitySnapshot, self._on_equity)
 
@@ -142,6 +145,11 @@ class Services:
             return
         await self.journal.start()
         self._started = True
+        if self.settings.http_port is not None:
+            self.status_server = StatusServer(self.health_check, self.metrics,
+                                              host=self.settings.http_host,
+                                              port=self.settings.http_port)
+            await self.status_server.start()
         paper = self.paper
         if paper is not None:
             paper.publish_balance(0, "SNAPSHOT")
@@ -197,6 +205,9 @@ class Services:
                 await asyncio.wait({task})
         if task is not None and task.done() and not task.cancelled():
             task.exception()  # retrieved (logged by _run_feed): no "never retrieved" warning
+        if self.status_server is not None:
+            await self.status_server.stop()
+            self.status_server = None
         if self._started:
             await self.journal.stop()
             self._started = False
@@ -289,6 +300,58 @@ class Services:
             "streams": {name: (st.up, st.detail) for name, st in self.connections.items()},
             "drops_10m": drops,
         }
+
+    def health_check(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details) for GET /healthz: unhealthy only when the market feed failed
+        (a restart may help); a HALTED engine is reported, not restarted (it waits for a
+        human, and would resume HALTED anyway)."""
+        h = self.health()
+        st = self.engine.state
+        details = {
+            "trading_mode": self.settings.trading_mode, "mode": st.mode.value,
+            "phase": st.phase.value, "symbol": st.symbol, "feed": h["feed"],
+            "last_event_age_s": max(0.0, (_now_ms() - h["last_event_ms"]) / 1000)
+            if h["last_event_ms"] else None,
+            "streams_down": sorted(k for k, (up, _) in h["streams"].items() if not up),
+            "journal_pending": h["journal_pending"],
+        }
+        return h["feed"] != "failed", details
+
+    def metrics(self) -> list[Metric]:
+        """Samples for GET /metrics (Prometheus): engine state, money, plumbing."""
+        h = self.health()
+        st = self.engine.state
+        trades = self.engine.ledger.trades
+        out = [
+            Metric("dort5bot_engine_mode", "1 for the engine's current mode", 1,
+                   labels={"mode": st.mode.value}),
+            Metric("dort5bot_position_open", "1 while a position is open or being entered",
+                   0 if st.phase is PositionPhase.FLAT else 1),
+            Metric("dort5bot_trades_closed_total", "round trips closed by this process",
+                   len(trades), "counter"),
+            Metric("dort5bot_realized_net_pnl_usdt", "sum of net PnL of those trades",
+                   float(sum((t.net_pnl for t in trades), Decimal(0)))),
+            Metric("dort5bot_bus_errors_total", "failed bus subscribers", h["bus_errors"],
+                   "counter"),
+            Metric("dort5bot_journal_pending", "journal rows not yet written",
+                   h["journal_pending"]),
+            Metric("dort5bot_journal_write_errors_total", "failed journal writes",
+                   h["journal_write_errors"], "counter"),
+            Metric("dort5bot_connection_drops_10m", "connection drops in the last 10 minutes",
+                   h["drops_10m"]),
+        ]
+        equity = self.equity()
+        if equity is not None:
+            out.append(Metric("dort5bot_equity_usdt", "wallet plus unrealized PnL",
+                              float(equity)))
+        if h["last_event_ms"]:
+            out.append(Metric("dort5bot_last_event_age_seconds",
+                              "wall time since the latest market event's exchange time",
+                              max(0.0, (_now_ms() - h["last_event_ms"]) / 1000)))
+        for name, (up, _detail) in h["streams"].items():
+            out.append(Metric("dort5bot_stream_up", "1 while the stream is connected",
+                              1 if up else 0, labels={"stream": name}))
+        return out
 
     # ------------------------------------------------------------------ bus handlers
 

@@ -12,7 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
@@ -62,7 +69,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
         env_ignore_empty=True,
-        case_sensitive=False,
+        case_sensitive=False, populate_by_name=True,
     )
 
     # --- mode and market
@@ -110,6 +117,12 @@ class Settings(BaseSettings):
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+
+    # --- health and metrics over HTTP (GET /healthz, /metrics); off when unset. PORT (set by
+    # Render and most container platforms) is read too.
+    http_port: int | None = Field(None, ge=0, le=65535,
+                                  validation_alias=AliasChoices("HTTP_PORT", "PORT"))
+    http_host: str = "127.0.0.1"  # 0.0.0.0 in the Docker image
 
     # --- secrets (later adapters); never formatted
     binance_api_key: SecretStr | None = None
