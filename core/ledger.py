@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +33,7 @@ from core.events import (
     Side,
     TradeClosed,
 )
+from utils.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ class Ledger:
             "intents": self._intent,
         }
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc), "utf-8")
-            os.replace(tmp, self._path)
+            write_json_atomic(self._path, doc)
         except OSError as exc:
             logger.error("could not save the ledger to %s: %s", self._path, exc)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from core.events import Candle
+from utils.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,4 @@ class Watchlist:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"symbols": self._symbols}), "utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"symbols": self._symbols})

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +47,7 @@ from core.market_data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Connection
 from core.replay import ReplaySource
+from utils.files import write_json_atomic
 from utils.settings import Settings
 from utils.status_server import Metric, StatusServer
 
@@ -383,11 +383,8 @@ class Services:
             logger.info("paper account restored from %s: wallet %s", path, paper.wallet)
 
         def save(_ev: object) -> None:
-            tmp = path.with_suffix(".tmp")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(json.dumps(paper.snapshot()), "utf-8")
-                os.replace(tmp, path)
+                write_json_atomic(path, paper.snapshot())
             except OSError as exc:
                 logger.error("could not save the paper account to %s: %s", path, exc)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from core.events import EngineMode, PositionPhase, Side
+from utils.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,7 @@ class EngineState:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.to_dict(), indent=1), "utf-8")
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, self.to_dict(), indent=1)
         except OSError as exc:
             logger.error("could not save state to %s: %s", self.path, exc)
 
