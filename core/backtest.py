@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from itertools import chain, islice
 from pathlib import Path
 
@@ -153,6 +152,3 @@ def stderr_progress() -> Callable[[int, int], None] | None:
         sys.stderr.flush()
 
     return show
-
-
-ZERO = Decimal(0)

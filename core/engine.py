@@ -10,12 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from core.balance import BalanceStore
 from core.event_bus import EventBus
-from core.events import CloseRequest, EngineMode, ExitReason, PositionOpened, PositionPhase
+from core.events import (
+    CloseRequest,
+    EngineMode,
+    ExitReason,
+    PositionOpened,
+    PositionPhase,
+)
 from core.follow_orders import FollowOrders
 from core.ledger import Ledger
 from core.ordering import Ordering
@@ -191,11 +196,3 @@ def paper_from_settings(bus: EventBus, settings: Settings) -> PaperExchange:
         filters=filters, quote_asset=settings.quote_asset,
     )
     return paper
-
-
-def initial_balance_event(paper: PaperExchange, ts_ms: int) -> None:
-    """Tell BALANCE the paper wallet's opening balance."""
-    paper.publish_balance(ts_ms, "DEPOSIT")
-
-
-ZERO = Decimal(0)

@@ -33,6 +33,7 @@ from core.events import (
     BalanceUpdate,
     BarTick,
     BookTicker,
+    EquitySnapshot,
     FundingRate,
     MarketTick,
     MarkPrice,
@@ -168,6 +169,12 @@ class PaperExchange:
 
     def equity(self) -> Decimal:
         return self.wallet + self.unrealized_pnl()
+
+    def equity_snapshot(self, ts_ms: int) -> EquitySnapshot:
+        """Wallet, unrealized PnL and their sum (USDT) at ``ts_ms``, for the journal."""
+        upnl = self.unrealized_pnl()
+        return EquitySnapshot(equity=self.wallet + upnl, wallet_balance=self.wallet,
+                              unrealized_pnl=upnl, ts_ms=ts_ms)
 
     def margin_in_use(self) -> Decimal:
         return sum((p.margin for p in self._positions.values() if p.qty), ZERO)

@@ -238,19 +238,14 @@ class Services:
             return
         ts = self.now_ms()
         paper.publish_balance(ts, "SNAPSHOT")
-        self.engine.bus.publish(EquitySnapshot(
-            equity=paper.equity(), wallet_balance=paper.wallet,
-            unrealized_pnl=paper.unrealized_pnl(), ts_ms=ts))
+        self.engine.bus.publish(paper.equity_snapshot(ts))
 
     def _on_candle(self, c: Candle) -> None:
         """Journal an EquitySnapshot once per minute of exchange time (also headless and in a
         replay, where exchange time runs faster than the wall clock)."""
         if c.closed and c.ts_ms >= self._next_equity_ms and self.paper is not None:
             self._next_equity_ms = (c.ts_ms // EQUITY_EVERY_MS + 1) * EQUITY_EVERY_MS
-            paper = self.paper
-            self.engine.bus.publish(EquitySnapshot(
-                equity=paper.equity(), wallet_balance=paper.wallet,
-                unrealized_pnl=paper.unrealized_pnl(), ts_ms=c.ts_ms))
+            self.engine.bus.publish(self.paper.equity_snapshot(c.ts_ms))
 
     def equity(self) -> Decimal | None:
         """Paper: wallet + unrealized PnL now; live: the last EquitySnapshot the exchange
