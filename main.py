@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from core.backtest import run_backtest, stderr_progress
-    from core.report import check_invariants, compute_stats, format_report, to_json, write_json
+    from core.backtest.runner import run_backtest, stderr_progress
+    from core.backtest.report import check_invariants, compute_stats, format_report, to_json, write_json
 
     overrides = parse_params(args.param)
     if args.timeframe:
@@ -146,8 +146,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from core.backtest import BacktestError
-    from core.replay import ReplayError
+    from core.backtest.runner import BacktestError
+    from core.replay.source import ReplayError
     from utils.log_setup import setup_logging
 
     from core.runner import RunError

@@ -41,8 +41,8 @@ from core.engine import build_engine  # noqa: E402
 from core.events import (  # noqa: E402
     CloseRequest, EngineMode, ExitReason, MarketTick, Side, TradeSignal,
 )
-from tests.fake_binance import FakeBinance, eventually  # noqa: E402
-from tests.live_harness import FAST, settings_for  # noqa: E402
+from tests.fakes.binance import FakeBinance, eventually  # noqa: E402
+from tests.fakes.live_harness import FAST, settings_for  # noqa: E402
 
 D = Decimal
 AGG = {"e": "aggTrade", "E": 0, "a": 0, "s": "BTCUSDT", "p": "68000.00", "q": "0.010",

@@ -26,7 +26,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.replay import ReplaySource, read_capture_lines  # noqa: E402
+from core.replay.source import ReplaySource, read_capture_lines  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "binance-usdm" / "btcusdt_20240808.gz"
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.engine import build_engine  # noqa: E402
 from core.events import EngineMode, ExitReason  # noqa: E402
-from core.replay import ReplaySource, read_capture_chunks  # noqa: E402
+from core.replay.source import ReplaySource, read_capture_chunks  # noqa: E402
 from utils.settings import load_settings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance-usdm"
@@ -59,7 +59,7 @@ def run_lines(lines: list[bytes], symbol: str) -> tuple[int, float, int]:
 
 
 def run_file(path: Path, symbol: str) -> tuple[int, float, int]:
-    """(events, seconds, trades) for one replay from the file on disk (as core/backtest.py)."""
+    """(events, seconds, trades) for one replay from the file on disk (as core/backtest/runner.py)."""
     engine = _engine(symbol)
     publish = engine.bus.publish
     t0 = time.perf_counter()

@@ -41,12 +41,12 @@ from core.binance.rate_limit import RateLimiter  # noqa: E402
 from core.binance.rest import RestClient  # noqa: E402
 from core.engine import build_engine  # noqa: E402
 from core.events import MarketTick  # noqa: E402
-from core.market_data import market_from_settings  # noqa: E402
-from core.market_rest import INTERVAL_MS, MarketRest, WorkerBudget  # noqa: E402
-from core.ta import make_executor  # noqa: E402
+from core.market.data import market_from_settings  # noqa: E402
+from core.binance.market_rest import INTERVAL_MS, MarketRest, WorkerBudget  # noqa: E402
+from core.market.ta import make_executor  # noqa: E402
 from handlers.cmd_market import answer_ta  # noqa: E402
-from tests.fake_binance_market import FakeBinanceMarket  # noqa: E402
-from utils.i18n import Texts  # noqa: E402
+from tests.fakes.binance_market import FakeBinanceMarket  # noqa: E402
+from handlers.i18n import Texts  # noqa: E402
 from utils.settings import Settings  # noqa: E402
 
 KLINES = ROOT.parent / "shared" / "data" / "binance-usdm" / "BTCUSDT-1m-2023-04-15.csv"

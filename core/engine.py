@@ -27,7 +27,7 @@ from core.ordering import Ordering
 from core.paper import PaperExchange
 from core.ports import Connection
 from core.state import EngineState
-from core.trend_rules import rule_factory
+from core.strategies.rules import rule_factory
 from core.trending import Trending
 from utils.settings import Settings
 

@@ -10,7 +10,7 @@ how the other presents it. Owned here:
   from the host's point of view and cancelled by ``stop()``,
 * small read models the front-ends show: the last ``PositionUpdate`` per symbol (liquidation
   price) and the last ``ConnectionStatus`` per stream,
-* the market-data cache behind /ta (``core/market_data.py``): fed by the engine's bus by
+* the market-data cache behind /ta (``core/market/data.py``): fed by the engine's bus by
   default (a replay), or by a live worker built by the ``market`` factory
   (``jobs.market_worker.live_market``), started after the journal and stopped first.
 
@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.bar_ticks import with_bar_ticks
+from core.replay.bar_ticks import with_bar_ticks
 from core.engine import Engine, build_engine
 from core.event_bus import EventBus
 from core.events import (
@@ -43,13 +43,13 @@ from core.events import (
 )
 from core.filters import round_price
 from core.journal import Journal
-from core.market_data import MarketData, market_from_settings
+from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Connection
-from core.replay import ReplaySource
+from core.replay.source import ReplaySource
 from utils.files import write_json_atomic
 from utils.settings import Settings
-from utils.status_server import Metric, StatusServer
+from web.status_server import Metric, StatusServer
 
 logger = logging.getLogger(__name__)
 

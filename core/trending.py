@@ -2,7 +2,7 @@
 
 Builds candles of ``timeframe_ms`` (1 s .. 1 h) from market trades, bucketed on trade time;
 closed candles of a klines input pass straight through. Each closed candle of a configured
-symbol goes to that symbol's trend rule (core/trend_rules.py); a decision becomes a TradeSignal
+symbol goes to that symbol's trend rule (core/strategies/rules.py); a decision becomes a TradeSignal
 sized from the available balance:
 
     notional = min(available x RISK_FRACTION x LEVERAGE, MAX_NOTIONAL)   (USDT)
@@ -21,7 +21,7 @@ from core.balance import BalanceStore
 from core.event_bus import EventBus
 from core.events import Candle, MarketTick, TradeSignal
 from core.follow_orders import protective_levels
-from core.trend_rules import RuleFactory, TrendRule, Verdict
+from core.strategies.rules import RuleFactory, TrendRule, Verdict
 
 
 class Trending:

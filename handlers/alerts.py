@@ -15,8 +15,8 @@ from typing import Any
 from core.alerts import ALERT_EVENTS, alert_text
 from core.event_bus import EventBus
 from core.events import SignalRejected, StateChanged
-from utils.i18n import N_, Texts
-from utils.outbox import Outbox, escape
+from handlers.i18n import N_, Texts
+from handlers.outbox import Outbox, escape
 
 STORM_FOLD_MS = 60_000
 REJECTION_FOLD_MS = 600_000

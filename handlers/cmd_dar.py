@@ -26,7 +26,7 @@ from telegram.ext import ContextTypes
 from handlers.common import deps, no_args, off_loop, reply
 from handlers.registry import Command
 from utils.log_setup import redact
-from utils.outbox import escape
+from handlers.outbox import escape
 
 logger = logging.getLogger(__name__)
 

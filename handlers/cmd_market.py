@@ -1,6 +1,6 @@
 """/ta SYMBOL [tf] and /watch add|remove|list: the market-data cache, read and steered.
 
-Thin: ``core.ta_report.ta_report`` reads ``services.market`` (``core.market_data.MarketData``),
+Thin: ``core.market.ta_report.ta_report`` reads ``services.market`` (``core.market.data.MarketData``),
 whose cache goes to Binance only on a miss or a stale entry, and computes the indicators, the
 trend rule's verdict and the chart in its executor (off the event loop); this module parses,
 formats and sends. ``answer_ta`` is the whole /ta minus Telegram (the bench calls it).
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from core.market_data import MarketData
-from core.market_series import NoMarketData, Piece, UnknownSymbol, WatchlistFull
-from core.ta_report import TaReport, ta_report
+from core.market.data import MarketData
+from core.market.series import NoMarketData, Piece, UnknownSymbol, WatchlistFull
+from core.market.ta_report import TaReport, ta_report
 from handlers.common import deps, num, reply, utc
 from handlers.registry import Command, UsageError
-from utils.i18n import N_, Texts
+from handlers.i18n import N_, Texts
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 _TIMEFRAME = re.compile(r"^[1-9][0-9]{0,2}[smhdw]$")

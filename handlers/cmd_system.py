@@ -10,7 +10,7 @@ from telegram.ext import ContextTypes
 from handlers.common import deps, duration, int_arg, no_args, reply, utc
 from handlers.registry import Command, help_lines
 from utils.log_setup import recent_log_lines, redact
-from utils.outbox import escape
+from handlers.outbox import escape
 
 LOGS_DEFAULT, LOGS_MAX = 30, 200
 

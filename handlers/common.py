@@ -17,8 +17,8 @@ from telegram import InlineKeyboardMarkup, Update
 from core.services import Services
 from handlers.confirm import Confirmations
 from handlers.registry import Access, Command, UsageError
-from utils.i18n import Texts
-from utils.outbox import Outbox
+from handlers.i18n import Texts
+from handlers.outbox import Outbox
 from utils.settings import Settings
 
 DEPS_KEY = "deps"

@@ -55,9 +55,9 @@ from handlers.registry import (
     install,
 )
 from jobs import balance_refresh, daily_report
-from utils.i18n import Texts
+from handlers.i18n import Texts
 from utils.log_setup import add_secret, redact
-from utils.outbox import Outbox
+from handlers.outbox import Outbox
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The market-data worker: keeps ``core.market_data.MarketData`` hot for the traded symbols and
+"""The market-data worker: keeps ``core.market.data.MarketData`` hot for the traded symbols and
 the watchlist.
 
 Two tasks it owns (they must run headless too, where there is no JobQueue, and the pass loop
@@ -32,8 +32,8 @@ from core.binance.rate_limit import RateLimiter
 from core.binance.rest import RestClient
 from core.binance.streams import MarketStreams
 from core.events import ConnectionStatus
-from core.market_data import MarketData, market_from_settings
-from core.market_rest import MarketRest, WorkerBudget
+from core.market.data import MarketData, market_from_settings
+from core.binance.market_rest import MarketRest, WorkerBudget
 from utils.aio import cancel_and_wait
 from utils.settings import Settings
 

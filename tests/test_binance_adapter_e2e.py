@@ -14,9 +14,9 @@ from core.events import (
     ConnectionStatus, ExitReason, OrderRequest, OrderStatus, OrderType, OrderUpdate,
     PositionOpened, ProtectiveOrderUpdate, Side, SignalRejected,
 )
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import fake  # noqa: F401  (fixture)
-from tests.live_harness import LiveBot
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.fakes.live_harness import LiveBot
 
 D = Decimal
 
@@ -104,7 +104,7 @@ async def test_ed25519_session_logon(fake: FakeBinance, tmp_path: Path) -> None:
     key.write_bytes(fake.ed25519_private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
-    from tests.live_harness import settings_for
+    from tests.fakes.live_harness import settings_for
 
     settings = settings_for(fake, tmp_path, binance_api_key=fake.ed25519_api_key,
                             binance_api_secret=None, binance_private_key_path=key)

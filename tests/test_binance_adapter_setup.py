@@ -18,9 +18,9 @@ from core.events import (
     OrderType, OrderUpdate, Side, StateChanged,
 )
 from core.ports import Connection
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import AGG, fake  # noqa: F401  (fixture)
-from tests.live_harness import FAST, LiveBot, settings_for
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import AGG, fake  # noqa: F401  (fixture)
+from tests.fakes.live_harness import FAST, LiveBot, settings_for
 
 D = Decimal
 

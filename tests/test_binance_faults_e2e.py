@@ -14,9 +14,9 @@ from core.events import (
     PositionOpened,
     ProtectiveOrderUpdate, RateLimitBackoff, Side,
 )
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import fake  # noqa: F401  (fixture)
-from tests.live_harness import LiveBot
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.fakes.live_harness import LiveBot
 
 D = Decimal
 

@@ -11,9 +11,9 @@ from core.events import (
     ExitReason, OrderUpdate, PositionAdopted, PositionOpened, PositionPhase, Side,
 )
 from core.state import EngineState, TrackedOrder
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import fake  # noqa: F401  (fixture)
-from tests.live_harness import LiveBot
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.fakes.live_harness import LiveBot
 
 D = Decimal
 

@@ -12,9 +12,9 @@ import pytest
 from core.binance.adapter import SetupError
 from core.binance.errors import ExchangeError
 from core.events import EngineError, Side
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import fake  # noqa: F401  (fixture)
-from tests.live_harness import LiveBot, settings_for
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.fakes.live_harness import LiveBot, settings_for
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 

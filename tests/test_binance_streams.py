@@ -17,8 +17,8 @@ from core.binance.streams import (
 from core.engine import build_engine
 from core.events import BookTicker, ConnectionStatus, MarketTick, MarkPrice
 from core.paper import PaperExchange
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import AGG, BOOK, fake  # noqa: F401  (fixture)
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import AGG, BOOK, fake  # noqa: F401  (fixture)
 from utils.settings import load_settings
 
 MARK = {"e": "markPriceUpdate", "E": 1771263510000, "s": "BTCUSDT", "p": "68001.10",

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from core.engine import build_engine
 from core.events import EngineMode, PositionPhase, Side, TradeSignal
-from tests.fakes import FakeExchange, fund
+from tests.fakes.ports import FakeExchange, fund
 from utils.settings import load_settings
 
 D = Decimal

@@ -21,12 +21,12 @@ from core.binance.parse import parse_market_event, parse_user_event, parse_ws_ap
 from core.binance.signing import Ed25519Signer, HmacSigner, sign_ws_params, signed_rest_query
 from core.events import MarketTick, OrderStatus, OrderUpdate
 from core.filters import parse_exchange_info
-from tests.fake_binance import FakeBinance
-from tests.fake_binance_client import (  # noqa: F401  (fixtures)
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import (  # noqa: F401  (fixtures)
     AGG, BOOK, Events, WsApi, fake, http, local_ms, market_order, open_session, rest,
     rest_error,
 )
-from tests.fake_binance_ws import stream_route
+from tests.fakes.binance_ws import stream_route
 
 D = Decimal
 

@@ -18,8 +18,8 @@ from core.binance.errors import (
 from core.binance.models import ListenKeyExpired
 from core.binance.parse import parse_user_event
 from core.events import OrderStatus
-from tests.fake_binance import FakeBinance, eventually
-from tests.fake_binance_client import (  # noqa: F401  (fixtures)
+from tests.fakes.binance import FakeBinance, eventually
+from tests.fakes.binance_client import (  # noqa: F401  (fixtures)
     AGG, Events, WsApi, fake, http, market_order, open_session, rest, rest_error,
 )
 

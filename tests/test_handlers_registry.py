@@ -37,8 +37,8 @@ from handlers.registry import (
     collect,
     discover,
 )
-from utils.i18n import Texts, compile_mo, parse_po, po_path
-from utils.outbox import Outbox
+from handlers.i18n import Texts, compile_mo, parse_po, po_path
+from handlers.outbox import Outbox
 from utils.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,14 +7,8 @@ import talib
 
 from core.events import Candle
 from tests.conftest import shared_file
-from utils.indicators import (
-    Adx,
-    Atr,
-    Ema,
-    WilderRma,
-    candles_to_arrays,
-    compute_indicators,
-)
+from core.market.indicators_ta import candles_to_arrays, compute_indicators
+from core.strategies.indicators import Adx, Atr, Ema, WilderRma
 
 KLINES = "BTCUSDT-1m-2023-04-15.csv"
 REL = 1e-9

@@ -20,23 +20,23 @@ from core.binance.rate_limit import RateLimiter
 from core.binance.rest import RestClient
 from core.binance.streams import MarketStreams
 from core.engine import build_engine
-from core.market_data import MarketData, market_from_settings
-from core.market_rest import MarketRest, WorkerBudget, klines_weight
-from core.market_series import (
+from core.market.data import MarketData, market_from_settings
+from core.binance.market_rest import MarketRest, WorkerBudget, klines_weight
+from core.market.series import (
     KlineSeries,
     NoMarketData,
     UnknownSymbol,
     Watchlist,
     WatchlistFull,
 )
-from core.ta_report import ta_report
+from core.market.ta_report import ta_report
 from handlers.cmd_market import answer_ta
 from jobs.market_worker import MarketWorker
 from tests.conftest import shared_file
-from tests.fake_binance import eventually
-from tests.fake_binance_market import FakeBinanceMarket, read_klines_csv
-from utils.i18n import Texts
-from utils.indicators import candles_to_arrays
+from tests.fakes.binance import eventually
+from tests.fakes.binance_market import FakeBinanceMarket, read_klines_csv
+from handlers.i18n import Texts
+from core.market.indicators_ta import candles_to_arrays
 from utils.settings import Settings
 
 pytestmark = pytest.mark.realdata

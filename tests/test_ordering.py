@@ -27,7 +27,7 @@ from core.events import (
 )
 from core.ordering import TRANSITIONS, Ordering
 from core.state import EngineState
-from tests.fakes import FakeExchange, fund
+from tests.fakes.ports import FakeExchange, fund
 
 D = Decimal
 PRICES = {"BTCUSDT": D("30000"), "ETHUSDT": D("2000")}

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from tests.fake_telegram import FakeTelegram, _balanced_html
-from utils.outbox import MAX_CAPTION, MAX_TEXT, Outbox, split_html
+from tests.fakes.telegram import FakeTelegram, _balanced_html
+from handlers.outbox import MAX_CAPTION, MAX_TEXT, Outbox, split_html
 
 TOKEN = "6100200300:AAFt3stT0ken_abcdefghijklmnopqrstuvw"
 

@@ -14,9 +14,9 @@ from core.binance.rate_limit import RateLimiter
 from core.binance.rest import RestClient
 from core.binance.signing import HmacSigner
 from core.events import RateLimitBackoff
-from tests.fake_binance import FakeBinance
-from tests.fake_binance_client import fake  # noqa: F401  (fixture)
-from tests.fake_binance_data import RATE_LIMITS
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.fakes.binance_data import RATE_LIMITS
 
 
 class FakeClock(ServerClock):

@@ -1,4 +1,4 @@
-"""core/replay.py: recorded Binance data -> ordered market events.
+"""core/replay/source.py: recorded Binance data -> ordered market events.
 
 Real-data tests read ../shared through conftest (skip locally, fail in CI when it is absent).
 """
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick, MarkPrice
-from core.replay import (
+from core.replay.source import (
     ReplayError,
     ReplaySource,
     ReplayStats,
@@ -26,7 +26,7 @@ from core.replay import (
     read_capture_lines,
     reorder,
 )
-from core.replay_csv import symbol_from_filename
+from core.replay.csv_files import symbol_from_filename
 from tests.conftest import shared_file
 
 BTC24, ETH24, BTC23 = "btcusdt_20240808.gz", "ethusdt_20240808.gz", "btcusdt_20230405.dat.gz"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.events import ClosedTrade, ExitReason, Side
-from core.report import (
+from core.backtest.report import (
     BacktestResult,
     InvariantError,
     check_invariants,

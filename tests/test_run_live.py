@@ -10,8 +10,8 @@ import pytest
 from core.events import EngineMode, PositionPhase, Side, TradeSignal
 from core.runner import RunError, build_services
 from tests.conftest import shared_file
-from tests.fake_binance import eventually
-from tests.fake_binance_market import FakeBinanceMarket
+from tests.fakes.binance import eventually
+from tests.fakes.binance_market import FakeBinanceMarket
 from utils.settings import load_settings
 
 D = Decimal

@@ -7,9 +7,9 @@ import pytest
 
 from core.runner import build_services
 from tests.conftest import shared_file
-from tests.fake_binance import eventually
+from tests.fakes.binance import eventually
 from utils.settings import load_settings
-from utils.status_server import Metric, StatusServer
+from web.status_server import Metric, StatusServer
 
 
 async def get(port: int, path: str) -> tuple[int, str]:

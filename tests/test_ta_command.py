@@ -17,9 +17,9 @@ from core.services import Services
 from handlers.host import HostOptions, build_application, serve
 from jobs.market_worker import live_market
 from tests.conftest import shared_file
-from tests.fake_binance import eventually
-from tests.fake_binance_market import FakeBinanceMarket
-from tests.fake_telegram import FakeTelegram
+from tests.fakes.binance import eventually
+from tests.fakes.binance_market import FakeBinanceMarket
+from tests.fakes.telegram import FakeTelegram
 from tests.test_telegram_e2e import (
     ADMIN,
     ADMIN2,

@@ -30,7 +30,7 @@ from handlers.common import DEPS_KEY
 from handlers.host import HostOptions, build_application, serve
 from handlers.registry import collect, discover
 from jobs.daily_report import daily_report
-from tests.fake_telegram import FakeTelegram, Sent
+from tests.fakes.telegram import FakeTelegram, Sent
 from utils.log_setup import setup_logging
 from utils.settings import Settings
 

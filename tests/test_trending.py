@@ -16,7 +16,7 @@ from core.events import (
     Side,
     TradeSignal,
 )
-from core.trend_rules import EmaAdxRule, RuleDecision, Verdict, rule_factory
+from core.strategies.rules import EmaAdxRule, RuleDecision, Verdict, rule_factory
 from core.trending import Trending
 
 D = Decimal

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 if TYPE_CHECKING:  # utils/ stays below core/; the result is only read
-    from core.report import BacktestResult
-    from utils.indicators import IndicatorSet
+    from core.backtest.report import BacktestResult
+    from core.market.indicators_ta import IndicatorSet
 
 _DAY_MS = 86_400_000
 _EPOCH_DAYS = mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC))
@@ -166,7 +166,7 @@ def render_ta_chart(ind: IndicatorSet, title: str, *, bars: int = 120) -> bytes:
     RSI(14) and MACD(12, 26, 9) panes, as PNG bytes.
 
     Args:
-        ind: indicators over the whole history (``utils.indicators.compute_indicators``); only
+        ind: indicators over the whole history (``core.market.indicators_ta.compute_indicators``); only
             the last ``bars`` bars are drawn, so the long EMAs are already settled there.
         title: shown above the price pane (e.g. ``"BTCUSDT 15m"``).
         bars: how many of the latest bars to draw.

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     max_notional: Decimal = Field(Decimal("1000"), gt=0)
     initial_balance: Decimal = Field(Decimal("1000"), gt=0)
 
-    # --- strategy (TRENDING); see core/trend_rules.py for meanings
+    # --- strategy (TRENDING); see core/strategies/rules.py for meanings
     strategy: str = "ema_adx"
     timeframe: str = "1m"
     ema_fast: int = Field(9, ge=1)
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     bot_language: Literal["en", "tr"] = "en"
     daily_report_hour: int = Field(0, ge=0, le=23)  # UTC hour of the daily summary
 
-    # --- market data: the worker cache behind /ta and /watch (core/market_data.py)
+    # --- market data: the worker cache behind /ta and /watch (core/market/data.py)
     watchlist: Annotated[tuple[str, ...], NoDecode] = ()  # watched besides SYMBOLS
     market_timeframes: Annotated[tuple[str, ...], NoDecode] = ("1m", "5m", "15m", "1h", "4h")
     market_history_bars: int = Field(499, ge=50, le=1500)  # klines per timeframe (499: weight 2)

@@ -7,6 +7,6 @@ Adapter (the only code that talks to the exchange): ``adapter.BinanceConnection`
 ``core.ports.Connection``; ``live.live_connection_factory(settings)`` builds it and the market
 feed for the runner. Parts: ``rest``, ``ws_api``, ``rate_limit``, ``clock``, ``user_stream`` and
 ``user_events``, ``order_flow`` and ``orders``, ``protective``, ``reconcile``, ``streams``,
-``recorder``. ``tests/fake_binance.py`` speaks the same protocol from the exchange's side.
+``recorder``. ``tests/fakes/binance.py`` speaks the same protocol from the exchange's side.
 Protocol facts come from ``shared/binance/PROTOCOL.md`` (cited by section).
 """

@@ -33,14 +33,14 @@ import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.fake_binance_account import Position
-from tests.fake_binance_auth import (
+from tests.fakes.binance_account import Position
+from tests.fakes.binance_auth import (
     BAD_KEY, BAD_SIGNATURE, NONE, SIGNED, USER_STREAM, ApiKey, RateCounters, check_timestamp,
     new_key_id, split_rest_signature,
 )
-from tests.fake_binance_data import ApiError, Params, exchange_info
-from tests.fake_binance_engine import REJECT_MESSAGES, Exchange
-from tests.fake_binance_ws import (
+from tests.fakes.binance_data import ApiError, Params, exchange_info
+from tests.fakes.binance_engine import REJECT_MESSAGES, Exchange
+from tests.fakes.binance_ws import (
     Conn, legacy_handler, market_handler, stream_route, user_handler, ws_api_handler,
 )
 

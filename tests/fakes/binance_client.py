@@ -22,7 +22,7 @@ from core.binance.parse import parse_ws_api_response
 from core.binance.signing import (
     HmacSigner, Signer, rest_query, sign_ws_params, signed_rest_query, ws_params,
 )
-from tests.fake_binance import FakeBinance
+from tests.fakes.binance import FakeBinance
 
 D = Decimal
 

@@ -3,7 +3,7 @@
 The "hybrid" model: a worker (jobs/market_worker.py) keeps the data hot, readers take it from
 the cache, and only a miss or a stale entry goes to Binance, through ``utils.cache.MarketCache``
 (single-flight: 50 concurrent misses make one request) and the worker's REST budget
-(core/market_rest.py). When the budget is spent or Binance fails, the cache serves the old
+(core/binance/market_rest.py). When the budget is spent or Binance fails, the cache serves the old
 entry with its age.
 
 Kept, for the traded symbols plus the watchlist:
@@ -41,13 +41,13 @@ from core.binance.wire import ParseError, unwrap
 from core.engine import strategy_params
 from core.event_bus import EventBus
 from core.events import Candle, MarkPrice
-from core.market_rest import (
+from core.binance.market_rest import (
     INTERVAL_MS, MarketRest, MarkInfo, interval_label, parse_mark_stream, parse_ticker_stream,
 )
-from core.market_series import (
+from core.market.series import (
     KlineSeries, NoMarketData, Piece, RefreshPass, UnknownSymbol, Watchlist,
 )
-from core.ta import Analyser, make_executor
+from core.market.ta import Analyser, make_executor
 from utils.cache import BudgetExhausted, Entry, MarketCache, wall_clock_ms
 from utils.settings import Settings
 
@@ -151,7 +151,7 @@ class MarketData:
 
         Raises:
             UnknownSymbol, NoMarketData: as ``check_symbol``.
-            core.market_series.WatchlistFull: no room left.
+            core.market.series.WatchlistFull: no room left.
             OSError: the watchlist file cannot be written.
         """
         if symbol in self.traded:

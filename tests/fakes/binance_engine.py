@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from tests.fake_binance_account import Account, AlgoOrder, Order, Position
-from tests.fake_binance_data import (
+from tests.fakes.binance_account import Account, AlgoOrder, Order, Position
+from tests.fakes.binance_data import (
     CLIENT_ID_RE, SYMBOLS, ZERO, ApiError, Params, SymbolSpec, on_grid,
 )
 

@@ -2,7 +2,7 @@
 
 ``FakeBinanceMarket`` adds, with payloads shaped like Binance's (USDⓈ-M market-data pages):
 
-* ``GET /fapi/v1/klines`` (weight by ``limit``, as core/market_rest.py), ``/ticker/24hr``,
+* ``GET /fapi/v1/klines`` (weight by ``limit``, as core/binance/market_rest.py), ``/ticker/24hr``,
   ``/openInterest``, ``/premiumIndex``; exchangeInfo also lists ``extra_symbols``;
 * kline, markPrice and 24hrTicker pushes on ``/market`` (``push_kline`` ...).
 
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from core.events import Candle
-from core.market_rest import INTERVAL_MS, klines_weight
-from tests.fake_binance import FakeBinance, RestRoute
-from tests.fake_binance_auth import NONE
-from tests.fake_binance_data import SYMBOLS, ApiError, exchange_info
+from core.binance.market_rest import INTERVAL_MS, klines_weight
+from tests.fakes.binance import FakeBinance, RestRoute
+from tests.fakes.binance_auth import NONE
+from tests.fakes.binance_data import SYMBOLS, ApiError, exchange_info
 
 FUNDING_PERIOD_MS = 8 * 3_600_000
 PRICE_SCALE = {"BTCUSDT": 1.0, "ETHUSDT": 2500 / 30_000}

@@ -1,6 +1,6 @@
 """The raw capture parser: ``<local_ts> <json>`` lines -> market events, in file order.
 
-Used by core/replay.py for files and by benchmarks for lines already in memory.
+Used by core/replay/source.py for files and by benchmarks for lines already in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from core.events import BookTicker, Candle, MarketTick, MarkPrice
-from core.replay_io import _CHUNK_LINES, MarketEvent, ReplayStats, _BadLine, _BadLines
+from core.replay.lines import _CHUNK_LINES, MarketEvent, ReplayStats, _BadLine, _BadLines
 
 _LOCAL_TS = re.compile(rb"^\s*\d[\d.]*\s+")
 _INTERVAL_MS = {f"{n}{u}": n * ms for u, ms in (("s", 1000), ("m", 60_000), ("h", 3_600_000),

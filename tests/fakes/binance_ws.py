@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from tests.fake_binance_auth import NONE, SIGNED, USER_STREAM, BAD_KEY, check_timestamp, ws_payload
-from tests.fake_binance_data import ApiError, Params
+from tests.fakes.binance_auth import NONE, SIGNED, USER_STREAM, BAD_KEY, check_timestamp, ws_payload
+from tests.fakes.binance_data import ApiError, Params
 
 if TYPE_CHECKING:
-    from tests.fake_binance import FakeBinance
+    from tests.fakes.binance import FakeBinance
 
 PUBLIC_EVENTS = ("bookTicker", "depth", "rpiDepth")
 ORDER_METHODS = ("order.place", "algoOrder.place")

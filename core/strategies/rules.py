@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.events import Candle, Side
-from utils.indicators import Adx, Atr, Ema
+from core.strategies.indicators import Adx, Atr, Ema
 
 
 @dataclass(frozen=True, slots=True)

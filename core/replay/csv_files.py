@@ -1,4 +1,4 @@
-"""Binance market-data CSV files -> market events (the CSV half of core/replay.py).
+"""Binance market-data CSV files -> market events (the CSV half of core/replay/source.py).
 
 Layouts (data.binance.vision ``futures/um`` daily files, with or without their header line, plus
 the two non-official files in ``../shared/data/binance-usdm``):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, Union
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick, MarkPrice
 
-logger = logging.getLogger("core.replay")
+logger = logging.getLogger("core.replay.source")
 
 MarketEvent = Union[MarketTick, BookTicker, MarkPrice, Candle, FundingRate]
 E = TypeVar("E", bound=tuple)

@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.market_data import MarketData
-from core.market_rest import INTERVAL_MS, MarkInfo, OpenInterest, Ticker24h
-from core.market_series import NoMarketData, Piece
-from core.ta import FrameReading, TaRequest, plain
+from core.market.data import MarketData
+from core.binance.market_rest import INTERVAL_MS, MarkInfo, OpenInterest, Ticker24h
+from core.market.series import NoMarketData, Piece
+from core.market.ta import FrameReading, TaRequest, plain
 
 _PROBLEMS = {"budget": "request budget spent", "error": "Binance unavailable",
              "none": "no data"}
@@ -44,8 +44,8 @@ async def ta_report(market: MarketData, symbol: str, timeframe: str | None = Non
     by default the engine's TIMEFRAME when available, else 1h, else the shortest.
 
     Raises:
-        core.market_series.UnknownSymbol: see ``MarketData.check_symbol``.
-        core.market_series.NoMarketData: no candles for ``timeframe`` (the message says why).
+        core.market.series.UnknownSymbol: see ``MarketData.check_symbol``.
+        core.market.series.NoMarketData: no candles for ``timeframe`` (the message says why).
     """
     await market.check_symbol(symbol)
     frames = market.timeframes_for(symbol)

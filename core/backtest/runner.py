@@ -1,7 +1,7 @@
 """Backtest: the live engine, unchanged, driven by recorded data through the paper exchange.
 
 ``run_backtest`` replays the files as fast as possible, closes any position still open at the
-end of the data (exit reason END) and returns a ``BacktestResult`` for core/report.py.
+end of the data (exit reason END) and returns a ``BacktestResult`` for core/backtest/report.py.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
-from core.bar_ticks import with_bar_ticks
+from core.replay.bar_ticks import with_bar_ticks
 from core.engine import build_engine
 from core.events import Candle, EngineMode, ExitReason
 from core.paper import PaperExchange
-from core.replay import ReplaySource
-from core.replay_csv import symbol_from_filename
-from core.report import BacktestResult
+from core.replay.source import ReplaySource
+from core.replay.csv_files import symbol_from_filename
+from core.backtest.report import BacktestResult
 from utils.settings import Settings
 
 PROBE_EVENTS = 5_000  # events read ahead to learn which symbols the data holds

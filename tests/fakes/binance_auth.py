@@ -21,7 +21,7 @@ from urllib.parse import unquote_plus
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tests.fake_binance_data import ApiError, Params, as_text
+from tests.fakes.binance_data import ApiError, Params, as_text
 
 NONE, USER_STREAM, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 

@@ -9,7 +9,7 @@ Inputs, detected from content (gzip and single-member zip by magic bytes, never 
   ``aggTrade`` -> ``MarketTick``; ``bookTicker`` -> ``BookTicker``; ``markPriceUpdate`` (also
   ``!markPrice@arr``) -> ``MarkPrice``; ``kline`` -> ``Candle``. Depth updates, REST snapshots and
   other messages are skipped (depth lines before any JSON parsing).
-* the CSV files of data.binance.vision and freqtrade, see core/replay_csv.py.
+* the CSV files of data.binance.vision and freqtrade, see core/replay/csv_files.py.
 
 Ordering: captures are written in receive order, which is not exchange order (up to ~300 ms
 apart in btcusdt_20230405.dat.gz). Each file goes through a bounded reorder buffer of
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import orjson
 
-from core.replay_capture import _LOCAL_TS, _batched, _capture_chunks, read_capture_lines
-from core.replay_csv import CsvLayout, csv_chunks, sniff_csv, symbol_from_filename
-from core.replay_io import (
+from core.replay.capture import _LOCAL_TS, _batched, _capture_chunks, read_capture_lines
+from core.replay.csv_files import CsvLayout, csv_chunks, sniff_csv, symbol_from_filename
+from core.replay.lines import (
     E,
     MarketEvent,
     ReplayError,

@@ -18,7 +18,7 @@
 * Sizes: texts over 4096 characters are split at line breaks, closing and reopening HTML tags
   around each cut; captions over 1024 characters go out as a separate text.
 
-Callers build HTML with every interpolated value escaped (``utils.i18n.Texts`` does it).
+Callers build HTML with every interpolated value escaped (``handlers.i18n.Texts`` does it).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tests.fake_binance_data import ZERO, SymbolSpec, num
+from tests.fakes.binance_data import ZERO, SymbolSpec, num
 
 D = Decimal
 

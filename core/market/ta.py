@@ -6,7 +6,7 @@ nor matplotlib's garbage collections can hold the GIL against the event loop, or
 
 The verdict is TRENDING's own: a fresh rule from ``rule_factory(STRATEGY, params)`` is fed the
 closed candles of the timeframe, oldest first, and asked for ``verdict()``. Indicators
-(``utils.indicators.compute_indicators``) are computed over the same closed candles, so the
+(``core.market.indicators_ta.compute_indicators``) are computed over the same closed candles, so the
 readings describe the last closed bar.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.events import Candle
-from core.trend_rules import rule_factory
+from core.strategies.rules import rule_factory
 from utils.charts import render_ta_chart
-from utils.indicators import IndicatorValues, candles_to_arrays, compute_indicators
+from core.market.indicators_ta import IndicatorValues, candles_to_arrays, compute_indicators
 
 logger = logging.getLogger(__name__)
 
