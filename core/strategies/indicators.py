@@ -2,7 +2,7 @@
 
 ``Ema``, ``WilderRma``, ``Atr``, ``Adx`` take one value (or one bar) per ``update``. They
 reproduce TA-Lib's seeding exactly (see each class), so after warm-up they agree with
-``talib.EMA``/``ATR``/``ADX`` run over the same bars (tests/test_indicators.py checks it on the
+``talib.EMA``/``ATR``/``ADX`` run over the same bars (tests/core/strategies/test_indicators.py checks it on the
 shared real data). No NumPy or TA-Lib here: the backtest path must not import them.
 """
 

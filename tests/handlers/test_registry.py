@@ -41,7 +41,7 @@ from handlers.i18n import Texts, compile_mo, parse_po, po_path
 from handlers.outbox import Outbox
 from utils.settings import SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "6100200300:AAFt3stT0ken_abcdefghijklmnopqrstuvw"
 REQUIRED = {"start", "help", "status", "pnl", "trades", "balance", "arm", "disarm", "close",
             "flat", "ta", "health", "logs", "settings", "dar"}

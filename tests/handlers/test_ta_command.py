@@ -20,7 +20,7 @@ from tests.conftest import shared_file
 from tests.fakes.binance import eventually
 from tests.fakes.binance_market import FakeBinanceMarket
 from tests.fakes.telegram import FakeTelegram
-from tests.test_telegram_e2e import (
+from tests.handlers.test_telegram_e2e import (
     ADMIN,
     ADMIN2,
     TOKEN,
