@@ -4,6 +4,7 @@ REQUIRE_SAMPLE_DATA=1 (CI), which turns the skip into a failure."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 import sys
 from pathlib import Path
 
@@ -42,3 +43,56 @@ def samples_dir() -> Path:
 def shared_file(name: str) -> Path:
     """A file in ../shared/data/binance-usdm, or skip/fail as above."""
     return _need(DATA_DIR / name)
+
+
+def _require(env: str, msg: str) -> None:
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{msg} ({env}=1)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_dsn() -> str:
+    """DSN of a PostgreSQL server the tests may create databases in (``TEST_POSTGRES_DSN``,
+    set by .ci/run, which starts the server). Skips without one unless REQUIRE_POSTGRES=1."""
+    dsn = os.environ.get("TEST_POSTGRES_DSN")
+    if not dsn:
+        _require("REQUIRE_POSTGRES", "no PostgreSQL server (set TEST_POSTGRES_DSN)")
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001  any failure means: no usable server
+        _require("REQUIRE_POSTGRES", f"PostgreSQL at TEST_POSTGRES_DSN unusable: {type(exc).__name__}")
+    return dsn  # type: ignore[return-value]
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server_dsn: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_server_dsn.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(postgres_server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Path of a headless-capable Chromium (``CHROMIUM_PATH`` or ``chromium`` on PATH). Skips
+    without one unless REQUIRE_CHROMIUM=1."""
+    import shutil
+
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or ""
+    if not path or not Path(path).exists():
+        _require("REQUIRE_CHROMIUM", "no Chromium (install Debian's chromium or set CHROMIUM_PATH)")
+    return path
