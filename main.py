@@ -1,7 +1,8 @@
 """dort5bot: composition root and command line.
 
-    python main.py backtest DATA... [--symbol S] [--timeframe 5s] [--param k=v ...]
-                   [--balance 1000] [--json OUT] [--plot OUT.png]
+    python main.py backtest DATA... [--symbol S] [--timeframe 5s] [--strategy ID]
+                   [--param k=v ...] [--balance 1000] [--json OUT] [--plot OUT.png]
+    python main.py strategies
     python main.py run [--replay DATA... [--speed N]]
     python main.py record --out data/FILE.gz [--symbols BTCUSDT,ETHUSDT] [--streams ...]
                    [--duration SECONDS]
@@ -28,24 +29,6 @@ class UsageError(ValueError):
     """A command-line argument is wrong; the message says which."""
 
 
-def parse_params(items: list[str]) -> dict[str, str]:
-    """``["ema_fast=5", "adx_min=15"]`` -> ``{"ema_fast": "5", "adx_min": "15"}``.
-
-    Raises:
-        UsageError: an item is not ``key=value`` or names no setting.
-    """
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or not key:
-            raise UsageError(f"--param {item!r} is not key=value")
-        if key not in Settings.model_fields:
-            raise UsageError(f"--param {key!r} is not a setting (see .env.example)")
-        out[key] = value.strip()
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py", description="Binance USDⓈ-M futures bot")
     sub = p.add_subparsers(dest="command", required=True)
@@ -54,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("data", nargs="+", help="data files (captures .gz, Binance CSVs)")
     bt.add_argument("--symbol", help="trade this symbol (default: SYMBOLS, else the data's)")
     bt.add_argument("--timeframe", help="candle length, 1s..1h (e.g. 5s, 1m)")
+    bt.add_argument("--strategy", help="a catalog id (see `main.py strategies`) or ensemble "
+                                       "(default STRATEGY)")
     bt.add_argument("--param", action="append", default=[], metavar="K=V",
-                    help="override a setting, e.g. --param ema_fast=5 (repeatable)")
+                    help="a parameter of the strategy or any setting, e.g. --param ema_fast=5 "
+                         "(repeatable)")
     bt.add_argument("--balance", help="initial balance, USDT (default INITIAL_BALANCE)")
     bt.add_argument("--json", type=Path, help="write the result as JSON here")
     bt.add_argument("--plot", type=Path, help="write the equity/price chart (PNG) here")
@@ -64,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay", nargs="+", metavar="DATA", help="market data from files")
     run.add_argument("--speed", type=float, default=1.0,
                      help="replay speed, N x real time; 0 = as fast as possible")
+
+    sub.add_parser("strategies", help="list the strategy catalog: ids, descriptions, "
+                                      "parameters with defaults and search ranges")
 
     rec = sub.add_parser("record", help="record live market streams to a capture file "
                                         "that `backtest`/`run --replay` read back exactly")
@@ -79,7 +68,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from core.backtest.runner import run_backtest, stderr_progress
     from core.backtest.report import check_invariants, compute_stats, format_report, to_json, write_json
 
-    overrides = parse_params(args.param)
+    overrides = backtest_overrides(args.param, args.strategy)
     if args.timeframe:
         overrides["timeframe"] = args.timeframe
     if args.balance:
@@ -100,6 +89,71 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
         write_chart(args.plot, render_backtest_chart(result))
         print(f"chart written to {args.plot}")
+    return 0
+
+
+def backtest_overrides(items: list[str], strategy: str | None) -> dict[str, str]:
+    """Settings overrides for ``backtest --strategy ID --param k=v ...``.
+
+    A key the chosen strategy declares is one of its parameters (collected into
+    ``STRATEGY_PARAMS``); any other key must be a setting. With ``--strategy`` the environment's
+    ``STRATEGY_PARAMS`` is replaced by the ``--param`` values.
+
+    Raises:
+        UsageError: an item is not ``key=value`` or names neither a parameter nor a setting.
+        SettingsError: a setting's value is invalid.
+        core.strategies.catalog.StrategyError: unknown strategy id.
+    """
+    from core.strategies.catalog import ENSEMBLE, get_spec
+    from core.strategies.selection import load_strategy_plugins
+
+    raw: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise UsageError(f"--param {item!r} is not key=value")
+        raw[key] = value.strip()
+    setting_keys = {k: v for k, v in raw.items() if k in Settings.model_fields}
+    if strategy:
+        setting_keys["strategy"] = strategy
+    base = load_settings(**setting_keys)
+    load_strategy_plugins(base)
+    declared: frozenset[str] = frozenset()
+    if base.strategy != ENSEMBLE:
+        declared = frozenset(get_spec(base.strategy).params)
+    rule_params = {k: v for k, v in raw.items() if k in declared}
+    for key in raw:
+        if key not in declared and key not in Settings.model_fields:
+            raise UsageError(f"--param {key!r} is neither a parameter of {base.strategy} nor "
+                             "a setting (see `main.py strategies` and .env.example)")
+    out = dict(setting_keys)
+    if strategy or rule_params:
+        out["strategy_params"] = ",".join(f"{k}={v}" for k, v in rule_params.items())
+        if not strategy and base.strategy_params:  # keep the environment's, ours on top
+            out["strategy_params"] = base.strategy_params + "," + out["strategy_params"]
+    return out
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from core.strategies.catalog import catalog, plugin_errors
+    from core.strategies.selection import load_strategy_plugins
+
+    settings = load_settings()
+    load_strategy_plugins(settings)
+    for spec in catalog().values():
+        origin = "" if spec.origin == "builtin" else f"  [plugin {spec.origin}]"
+        print(f"{spec.id}: {spec.description}{origin}")
+        if spec.source:
+            print(f"    source: {spec.source}")
+        print(f"    warm-up: {spec.warmup()} candles")
+        for name, p in spec.params.items():
+            print(f"    {name} = {p.default!r:<6} ({p.kind} {p.low}..{p.high} step {p.step})"
+                  + (f"  {p.help}" if p.help else ""))
+    print("ensemble: members vote, a signal when their weighted agreement >= "
+          "ENSEMBLE_THRESHOLD (settings ENSEMBLE_MEMBERS, ENSEMBLE_THRESHOLD, ENSEMBLE_STOPS)")
+    for line in plugin_errors():
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -151,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.log_setup import setup_logging
 
     from core.runner import RunError
+    from core.strategies.catalog import StrategyError
 
     try:
         if args.command == "run":
@@ -160,10 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "record":
             setup_logging("INFO", json_lines=False)
             return cmd_record(args)
+        if args.command == "strategies":
+            setup_logging("ERROR", json_lines=False)
+            return cmd_strategies(args)
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError) as exc:
+            RunError, StrategyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -41,7 +41,8 @@ def alert_text(ev: Any) -> str | None:
     """The alert line for ``ev``, or None when the event is not worth a message."""
     if isinstance(ev, PositionOpened):
         return (f"ENTRY {ev.side.value} {ev.quantity} {ev.symbol} @ {ev.entry_price} "
-                f"(SL {ev.stop_loss}, TP {ev.take_profit})")
+                f"(SL {ev.stop_loss}, TP {ev.take_profit})"
+                + (f" [{ev.reason}]" if ev.reason else ""))
     if isinstance(ev, TradeClosed):
         t = ev.trade
         return (f"EXIT {t.side.value} {t.quantity} {t.symbol} @ {t.exit_price:.2f} "

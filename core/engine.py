@@ -7,6 +7,7 @@ FOLLOW_ORDERS react to it, so a fill triggered by that price uses it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,16 @@ from core.ordering import Ordering
 from core.paper import PaperExchange
 from core.ports import Connection
 from core.state import EngineState
-from core.strategies.rules import rule_factory
+from core.strategies.selection import (
+    StrategyChoice,
+    active_strategy,
+    params_from_settings,
+    save_choice,
+)
 from core.trending import Trending
 from utils.settings import Settings
 
-STRATEGY_PARAMS = ("ema_fast", "ema_slow", "adx_period", "adx_min", "atr_period", "sl_atr",
-                   "tp_atr", "sl_pct", "tp_pct")
+logger = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -53,6 +58,7 @@ class Engine:
     follow_orders: FollowOrders
     ledger: Ledger
     started_ms: int
+    strategy: StrategyChoice
 
     @property
     def publish(self) -> Callable[[Any], None]:
@@ -99,15 +105,45 @@ class Engine:
         closing = self.close_position(ExitReason.FLAT, ts)
         return closing or bool(entries)
 
+    def set_strategy(self, choice: StrategyChoice, *, persist: bool = True) -> None:
+        """Switch TRENDING to ``choice`` (``/strategy set``): only while FLAT, validated first,
+        persisted to ``DATA_DIR/strategy.json`` when ``persist`` so a restart keeps it.
+
+        Raises:
+            core.strategies.catalog.StrategyError: not a valid strategy or parameters.
+            RuntimeError: a position (or an entry/exit) is in progress.
+            OSError: the choice cannot be persisted (nothing switched).
+        """
+        factory = choice.factory()
+        if self.state.phase is not PositionPhase.FLAT:
+            raise RuntimeError("a position is open; switch strategies only while flat")
+        if persist:
+            save_choice(self.settings, choice)
+        self.trending.set_rule_factory(factory, choice.name)
+        self.strategy = choice
+        logger.info("strategy switched to %s %s", choice.name, dict(choice.params))
+
+    def strategy_status(self) -> dict[str, Any]:
+        """The active strategy, its parameters, and the last signal's confidence and votes."""
+        sig = self.trending.last_signal
+        last = None
+        if sig is not None:
+            last = {"symbol": sig.symbol, "side": sig.side.value, "ts_ms": sig.ts_ms,
+                    "reason": sig.reason, "confidence": sig.confidence,
+                    "votes": [list(v) for v in sig.votes]}
+        return {"name": self.strategy.name, "params": dict(self.strategy.params),
+                "origin": self.strategy.origin, "last_signal": last}
+
     def status(self) -> dict[str, Any]:
-        """A snapshot for /status: mode, phase, position, levels, balances (Decimals)."""
+        """A snapshot for /status: mode, phase, position, levels, balances (Decimals), the
+        strategy (``strategy_status``)."""
         st = self.state
         out: dict[str, Any] = {
             "mode": st.mode.value, "phase": st.phase.value, "trading_mode": self.connection.name,
             "symbols": list(self.settings.symbols), "uptime_s": (now_ms() - self.started_ms) / 1000,
             "balances": {b.asset: {"wallet": b.wallet, "available": b.available}
                          for b in self.balance.all()},
-            "position": None,
+            "position": None, "strategy": self.strategy_status(),
         }
         if st.phase is not PositionPhase.FLAT and st.symbol:
             mark = self.connection.reference_price(st.symbol)
@@ -124,7 +160,8 @@ class Engine:
 
 
 def strategy_params(settings: Settings) -> dict[str, Any]:
-    return {k: getattr(settings, k) for k in STRATEGY_PARAMS}
+    """The settings' parameters of ``STRATEGY`` (see core/strategies/selection.py)."""
+    return params_from_settings(settings)
 
 
 def build_engine(
@@ -144,7 +181,7 @@ def build_engine(
             live/testnet: always DISARMED).
 
     Raises:
-        ValueError: bad strategy name or parameters.
+        core.strategies.catalog.StrategyError: bad strategy name or parameters (one line).
         core.state.StateError: unreadable state file.
     """
     bus = bus or EventBus()
@@ -158,11 +195,12 @@ def build_engine(
     if settings.trading_mode != "paper" and persist and state.mode is EngineMode.ARMED:
         state.mode = EngineMode.DISARMED  # live and testnet always start DISARMED
     balance = BalanceStore(bus)
-    factory = rule_factory(settings.strategy, strategy_params(settings))
+    choice = active_strategy(settings, persist=persist)
     trending = Trending(
-        bus, factory, balance, symbols=settings.symbols, timeframe_ms=settings.timeframe_ms,
-        leverage=settings.leverage, risk_fraction=settings.risk_fraction,
-        max_notional=settings.max_notional, asset=settings.quote_asset,
+        bus, choice.factory(), balance, symbols=settings.symbols,
+        timeframe_ms=settings.timeframe_ms, leverage=settings.leverage,
+        risk_fraction=settings.risk_fraction, max_notional=settings.max_notional,
+        asset=settings.quote_asset, strategy=choice.name,
     )
     follow = FollowOrders(
         bus, price_source=settings.price_source, trailing_pct=settings.trailing_pct,
@@ -175,7 +213,7 @@ def build_engine(
     ledger = Ledger(bus, settings.data_dir / "ledger.json" if persist else None)
     engine = Engine(settings=settings, bus=bus, state=state, balance=balance,
                     connection=connection, trending=trending, ordering=ordering,
-                    follow_orders=follow, ledger=ledger, started_ms=now_ms())
+                    follow_orders=follow, ledger=ledger, started_ms=now_ms(), strategy=choice)
     engine.resume()
     return engine
 

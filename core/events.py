@@ -199,7 +199,9 @@ class TradeSignal:
     """TRENDING's proposal to open a position. Never an order: ORDERING decides.
 
     ``quantity`` is in base asset and not yet rounded (ORDERING floors it to the step size).
-    ``stop_loss`` / ``take_profit`` are absolute prices (quote asset).
+    ``stop_loss`` / ``take_profit`` are absolute prices (quote asset). ``strategy`` is the rule's
+    catalog id; an ensemble adds ``confidence`` (weighted agreement, 0..1) and ``votes``
+    (``(member_id, LONG|SHORT|NONE, strength)`` per member).
     """
 
     symbol: str
@@ -211,6 +213,9 @@ class TradeSignal:
     leverage: int
     reason: str
     ts_ms: int
+    strategy: str = ""
+    confidence: float | None = None
+    votes: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,6 +321,7 @@ class PositionOpened:
     stop_loss: Decimal
     take_profit: Decimal
     ts_ms: int
+    reason: str = ""  # the entry signal's reason (with an ensemble's confidence and votes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

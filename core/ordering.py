@@ -104,6 +104,7 @@ class Ordering:
         self.asset = asset
         self.taker_fee = taker_fee
         self._pending_levels: tuple[Decimal, Decimal, Decimal] | None = None  # sl, tp, ref price
+        self._entry_reason = ""  # the accepted signal's reason, for PositionOpened
         bus.subscribe(TradeSignal, self.on_signal)
         bus.subscribe(CloseRequest, self.on_close_request)
         bus.subscribe(OrderUpdate, self.on_order_update)
@@ -140,6 +141,7 @@ class Ordering:
         st = self.state
         st.symbol, st.side, st.quantity = sig.symbol, sig.side, ZERO
         self._pending_levels = (sig.stop_loss, sig.take_profit, sig.entry_price)
+        self._entry_reason = sig.reason
         st.stop_loss, st.take_profit = sig.stop_loss, sig.take_profit
         self._transition("signal_accepted", sig.ts_ms, sig.reason)
         self._submit(sig.symbol, sig.side.entry_order_side, qty, "ENTRY", sig.ts_ms,
@@ -263,6 +265,7 @@ class Ordering:
         self._bus.publish(PositionOpened(
             symbol=st.symbol, side=st.side, quantity=st.quantity, entry_price=st.entry_price,
             stop_loss=st.stop_loss, take_profit=st.take_profit, ts_ms=up.ts_ms,
+            reason=self._entry_reason,
         ))
         if st.close_pending:
             self._start_exit(ExitReason(st.close_pending), up.ts_ms, "requested while entering")

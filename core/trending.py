@@ -10,10 +10,14 @@ sized from the available balance:
 
 Built candles are published as ``Candle`` events (closed=True), so the journal, charts and the
 backtest's equity sampling see the same bars the rule saw.
+
+The last ``HISTORY`` closed candles of each symbol are kept, so ``set_rule_factory`` (the
+``/strategy set`` switch) hands the new rule a warm history instead of starting it cold.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -22,6 +26,8 @@ from core.event_bus import EventBus
 from core.events import Candle, MarketTick, TradeSignal
 from core.follow_orders import protective_levels
 from core.strategies.rules import RuleFactory, TrendRule, Verdict
+
+HISTORY = 1_000  # closed candles kept per symbol to warm a newly chosen rule
 
 
 class Trending:
@@ -49,6 +55,7 @@ class Trending:
         risk_fraction: float,
         max_notional: Decimal,
         asset: str = "USDT",
+        strategy: str = "",
     ) -> None:
         self._bus = bus
         self._publish = bus.publish
@@ -59,7 +66,11 @@ class Trending:
         self.risk_fraction = Decimal(repr(risk_fraction))
         self.max_notional = max_notional
         self.asset = asset
+        self.strategy = strategy
         self.rules: dict[str, TrendRule] = {s: rule_factory() for s in self.symbols}
+        self.history: dict[str, deque[Candle]] = {s: deque(maxlen=HISTORY)
+                                                  for s in self.symbols}
+        self.last_signal: TradeSignal | None = None
         self._bars: dict[str, list] = {}  # symbol -> [open_ms, o, h, l, c, v]
         self.candles = 0
         bus.subscribe(MarketTick, self._on_tick)
@@ -68,6 +79,17 @@ class Trending:
     def verdict(self, symbol: str) -> Verdict | None:
         rule = self.rules.get(symbol)
         return rule.verdict() if rule else None
+
+    def set_rule_factory(self, rule_factory: RuleFactory, strategy: str) -> None:
+        """Replace every symbol's rule by a fresh one from ``rule_factory``, fed the kept
+        history (up to ``HISTORY`` closed candles) so it is warm if that covers its warm-up.
+        Decisions made while replaying the history are dropped: a switch never trades on the
+        past."""
+        rules = {s: rule_factory() for s in self.symbols}
+        for sym, rule in rules.items():
+            for c in self.history[sym]:
+                rule.on_candle(c)
+        self.rules, self.strategy = rules, strategy
 
     # ------------------------------------------------------------------ candles (hot path)
 
@@ -100,6 +122,7 @@ class Trending:
         if rule is None:
             return
         self.candles += 1
+        self.history[c.symbol].append(c)
         decision = rule.on_candle(c)
         if decision is None:
             return
@@ -109,8 +132,10 @@ class Trending:
         quantity = notional / price if price > 0 else Decimal(0)
         sl, tp = protective_levels(decision.side, price, Decimal(repr(decision.sl_distance)),
                                    Decimal(repr(decision.tp_distance)))
-        self._publish(TradeSignal(
+        self.last_signal = signal = TradeSignal(
             symbol=c.symbol, side=decision.side, entry_price=price, quantity=quantity,
             stop_loss=sl, take_profit=tp, leverage=self.leverage, reason=decision.reason,
-            ts_ms=c.ts_ms,
-        ))
+            ts_ms=c.ts_ms, strategy=self.strategy or getattr(rule, "name", ""),
+            confidence=decision.confidence, votes=decision.votes,
+        )
+        self._publish(signal)

@@ -86,8 +86,13 @@ class Settings(BaseSettings):
     max_notional: Decimal = Field(Decimal("1000"), gt=0)
     initial_balance: Decimal = Field(Decimal("1000"), gt=0)
 
-    # --- strategy (TRENDING); see core/strategies/rules.py for meanings
-    strategy: str = "ema_adx"
+    # --- strategy (TRENDING); see core/strategies/ (catalog.py lists the rules)
+    strategy: str = "ema_adx"  # a catalog id (main.py strategies) or "ensemble"
+    strategy_params: str = ""  # the rule's parameters, "k=v,k=v" (over its defaults)
+    strategy_path: Path | None = None  # plugin folder; None: DATA_DIR/strategies + ./strategies
+    ensemble_members: str = "ema_adx:1,macd:1,supertrend:1"  # id[:weight][(k=v,...)],...
+    ensemble_threshold: float = Field(0.6, gt=0, le=1)  # confidence needed for a signal
+    ensemble_stops: Literal["strongest", "atr"] = "strongest"  # SL/TP of the ensemble
     timeframe: str = "1m"
     ema_fast: int = Field(9, ge=1)
     ema_slow: int = Field(21, ge=2)
@@ -248,6 +253,14 @@ class Settings(BaseSettings):
         except ValueError:  # its message quotes the value; SettingsError must not
             raise ValueError("must be like 5s, 1m, 15m or 1h, within 1s..1h") from None
         return v.strip().lower()
+
+    @field_validator("strategy")
+    @classmethod
+    def _check_strategy(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v or not v.replace("_", "").isalnum():
+            raise ValueError("must be a strategy id (see `main.py strategies`)")
+        return v
 
     @model_validator(mode="after")
     def _check_emas(self) -> Settings:

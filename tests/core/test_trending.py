@@ -16,7 +16,8 @@ from core.events import (
     Side,
     TradeSignal,
 )
-from core.strategies.rules import EmaAdxRule, RuleDecision, Verdict, rule_factory
+from core.strategies.ema_adx import EmaAdxRule
+from core.strategies.rules import RuleDecision, Verdict, rule_factory
 from core.trending import Trending
 
 D = Decimal
