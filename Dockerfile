@@ -11,12 +11,16 @@ WORKDIR /app
 RUN pip install --no-cache-dir "uv==0.9.7"
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project && rm -rf /root/.cache
-COPY main.py ./
+COPY main.py bootstrap.py ./
 COPY core core
 COPY handlers handlers
 COPY jobs jobs
 COPY utils utils
+COPY web web
 COPY locales locales
+# The project's own code compiled too (uv compiles only the dependencies; the image runs with
+# PYTHONDONTWRITEBYTECODE, so nothing would ever cache it): start-up reads .pyc files.
+RUN /app/.venv/bin/python -m compileall -q main.py bootstrap.py core handlers jobs utils web
 
 RUN useradd --create-home --uid 10001 bot && mkdir -p /data && chown bot /data
 USER bot

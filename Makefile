@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make run    create .venv, install the locked dependencies, start the bot (paper mode)
-#   make test   same set-up, then run the whole test suite
+#   make test   same set-up, then the gates (ruff, mypy, import contracts), then the test suite
+#   make check  the gates alone;  make stress  the end-to-end test files 20 times in a row
 # ARGS passes extra arguments, e.g. make run ARGS="--replay ../shared/data/binance-usdm/btcusdt_20240808.gz"
 
 VENV   := .venv
@@ -12,13 +13,21 @@ SYSPY  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
             command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
             && { echo $$p; break; }; done)
 
-.PHONY: run test install bench clean
+.PHONY: run test check stress install bench clean
 
 run: install
 	$(PY) main.py run $(ARGS)
 
-test: install
+test: check
 	$(PY) -m pytest $(ARGS)
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+stress: install
+	$(PY) bench/stress.py $(ARGS)
 
 bench: install
 	$(PY) bench/replay_throughput.py $(ARGS)
@@ -33,7 +42,7 @@ $(UV): | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VER)"
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --python $(PY)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --compile-bytecode --python $(PY)
 	@touch $@
 
 clean:

@@ -65,8 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from core.backtest.report import (
+        check_invariants,
+        compute_stats,
+        format_report,
+        to_json,
+        write_json,
+    )
     from core.backtest.runner import run_backtest, stderr_progress
-    from core.backtest.report import check_invariants, compute_stats, format_report, to_json, write_json
 
     overrides = backtest_overrides(args.param, args.strategy)
     if args.timeframe:
@@ -85,7 +91,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         write_json(args.json, to_json(result, stats))
         print(f"JSON written to {args.json}")
     if args.plot:
-        from utils.charts import render_backtest_chart, write_chart
+        from core.backtest.chart import render_backtest_chart
+        from utils.charts import write_chart
 
         write_chart(args.plot, render_backtest_chart(result))
         print(f"chart written to {args.plot}")
@@ -158,7 +165,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.runner import run_bot
+    from bootstrap import run_bot
 
     settings = load_settings()
     if args.speed < 0:
@@ -200,12 +207,12 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bootstrap import RunError
     from core.backtest.runner import BacktestError
     from core.replay.source import ReplayError
+    from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
 
-    from core.runner import RunError
-    from core.strategies.catalog import StrategyError
 
     try:
         if args.command == "run":

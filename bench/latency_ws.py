@@ -39,7 +39,12 @@ from core.binance.models import RateLimit  # noqa: E402
 from core.binance.streams import MarketStreams, stream_names  # noqa: E402
 from core.engine import build_engine  # noqa: E402
 from core.events import (  # noqa: E402
-    CloseRequest, EngineMode, ExitReason, MarketTick, Side, TradeSignal,
+    CloseRequest,
+    EngineMode,
+    ExitReason,
+    MarketTick,
+    Side,
+    TradeSignal,
 )
 from tests.fakes.binance import FakeBinance, eventually  # noqa: E402
 from tests.fakes.live_harness import FAST, settings_for  # noqa: E402

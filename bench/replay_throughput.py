@@ -59,7 +59,8 @@ def run_lines(lines: list[bytes], symbol: str) -> tuple[int, float, int]:
 
 
 def run_file(path: Path, symbol: str) -> tuple[int, float, int]:
-    """(events, seconds, trades) for one replay from the file on disk (as core/backtest/runner.py)."""
+    """(events, seconds, trades) for one replay from the file on disk (as
+    core/backtest/runner.py)."""
     engine = _engine(symbol)
     publish = engine.bus.publish
     t0 = time.perf_counter()

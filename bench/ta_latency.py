@@ -37,16 +37,16 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from core.binance.clock import ServerClock  # noqa: E402
+from core.binance.market_rest import INTERVAL_MS, MarketRest, WorkerBudget  # noqa: E402
 from core.binance.rate_limit import RateLimiter  # noqa: E402
 from core.binance.rest import RestClient  # noqa: E402
 from core.engine import build_engine  # noqa: E402
 from core.events import MarketTick  # noqa: E402
 from core.market.data import market_from_settings  # noqa: E402
-from core.binance.market_rest import INTERVAL_MS, MarketRest, WorkerBudget  # noqa: E402
 from core.market.ta import make_executor  # noqa: E402
 from handlers.cmd_market import answer_ta  # noqa: E402
-from tests.fakes.binance_market import FakeBinanceMarket  # noqa: E402
 from handlers.i18n import Texts  # noqa: E402
+from tests.fakes.binance_market import FakeBinanceMarket  # noqa: E402
 from utils.settings import Settings  # noqa: E402
 
 KLINES = ROOT.parent / "shared" / "data" / "binance-usdm" / "BTCUSDT-1m-2023-04-15.csv"
@@ -224,7 +224,8 @@ async def tick_latency(seconds: float, load: str | None, *, rate: int = 10_000,
     while clock() - start < seconds:
         due = start + (n // batch) * interval
         await asyncio.sleep(0)  # other tasks run here, as between two stream frames
-        while clock() < due:  # spin rather than sleep: epoll timers only have ms resolution
+        # spin rather than sleep: epoll timers only have ms resolution
+        while clock() < due:  # noqa: ASYNC110
             await asyncio.sleep(0)
         for _ in range(batch):
             ts = t0 + 600_000 + n

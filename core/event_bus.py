@@ -52,7 +52,8 @@ class EventBus:
         self._rebuild()
 
     def unsubscribe(self, event_type: type, handler: Handler) -> None:
-        self._routes[event_type] = tuple(h for h in self._routes.get(event_type, ()) if h is not handler)
+        self._routes[event_type] = tuple(
+            h for h in self._routes.get(event_type, ()) if h is not handler)
         self._rebuild()
 
     def _rebuild(self) -> None:

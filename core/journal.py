@@ -158,7 +158,8 @@ def _trade_row(trade: ClosedTrade) -> tuple:
 
 def _trade_from_row(row: tuple) -> ClosedTrade:
     return ClosedTrade(**{
-        name: _TRADE_PARSE.get(name, Decimal)(value) for name, value in zip(_TRADE_FIELDS, row)
+        name: _TRADE_PARSE.get(name, Decimal)(value)
+        for name, value in zip(_TRADE_FIELDS, row, strict=False)
     })
 
 
@@ -269,7 +270,7 @@ class Journal:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.executescript(_SCHEMA)
-            rows = await conn.execute_fetchall("SELECT MAX(version) FROM schema_version")
+            rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_version"))
             version = rows[0][0]
             if version is None:
                 await conn.execute("INSERT INTO schema_version (version) VALUES (?)",
@@ -369,7 +370,7 @@ class Journal:
             if self._conn is None:
                 raise JournalError(f"journal {self._describe()} is not open")
             try:
-                return list(await self._conn.execute_fetchall(sql, params))
+                return [tuple(row) for row in await self._conn.execute_fetchall(sql, params)]
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self._describe()} query failed: {exc}") from exc
 

@@ -2,7 +2,8 @@
 
 One position at a time across every configured symbol, held by an explicit state machine::
 
-    FLAT --signal accepted--> ENTERING --entry done, qty>0--> OPEN --close--> EXITING --qty 0--> FLAT
+    FLAT --signal accepted--> ENTERING --entry done, qty>0--> OPEN --close--> EXITING
+         --qty 0--> FLAT
                               ENTERING --entry failed, qty 0--> FLAT
                                                              OPEN <--exit failed, qty>0-- EXITING
     OPEN/ENTERING/EXITING --exchange reports position 0--> FLAT   (stop, liquidation, manual)
@@ -197,6 +198,7 @@ class Ordering:
         st = self.state
         st.exit_attempts += 1
         self._transition("close_requested", ts_ms, f"{reason.value} {detail}".strip())
+        assert st.side is not None, "a position being closed has a side"
         self._submit(st.symbol, st.side.exit_order_side, st.quantity, reason.value, ts_ms,
                      reduce_only=True)
 
@@ -262,6 +264,7 @@ class Ordering:
             return
         self._anchor_levels()
         self._transition("entry_filled", up.ts_ms)
+        assert st.side is not None, "an entry that filled has a side"
         self._bus.publish(PositionOpened(
             symbol=st.symbol, side=st.side, quantity=st.quantity, entry_price=st.entry_price,
             stop_loss=st.stop_loss, take_profit=st.take_profit, ts_ms=up.ts_ms,

@@ -254,7 +254,8 @@ class PaperExchange:
             return str(exc.args[0])
         if req.quantity <= 0 or floor_to_step(req.quantity, f.market_step_size) != req.quantity:
             return f"quantity {req.quantity} is not a positive multiple of {f.market_step_size}"
-        if self._fill_price_f(req) is None:
+        ref = self._fill_price_f(req)
+        if ref is None:
             return f"no market price yet for {req.symbol}"
         pos = self._positions.get(req.symbol)
         held = pos.qty if pos else ZERO
@@ -267,10 +268,11 @@ class PaperExchange:
         elif held != 0 and (held > 0) != (signed > 0):
             return "paper exchange does not reverse positions in one order; close first"
         else:
-            price = _dec(self._fill_price_f(req)) * (1 + self.slippage)  # worst fill price
+            price = _dec(ref) * (1 + self.slippage)  # worst fill price
             need = req.quantity * price / self.leverage + req.quantity * price * self.taker_fee
             if need > self.available():
-                return f"margin is insufficient (-2019): need {need:.2f}, have {self.available():.2f}"
+                return (f"margin is insufficient (-2019): need {need:.2f}, "
+                        f"have {self.available():.2f}")
         return ""
 
     def _fill_price_f(self, req: OrderRequest) -> float | None:
@@ -282,7 +284,10 @@ class PaperExchange:
     def _fill(self, req: OrderRequest, oid: int, ts: int) -> None:
         self._settle_due(req.symbol, ts)
         f = self.filters(req.symbol)
-        raw = _dec(self._fill_price_f(req))
+        ref = self._fill_price_f(req)
+        if ref is None:  # _check refused the order already
+            raise ValueError(f"no market price yet for {req.symbol}")
+        raw = _dec(ref)
         if req.side is OrderSide.BUY:
             price = ceil_to_step(raw * (1 + self.slippage), f.tick_size).quantize(f.tick_size)
         else:

@@ -10,6 +10,7 @@ answers when the exchange does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -46,3 +47,29 @@ class Notifier(Protocol):
     def notify(self, text: str) -> None:
         """Queue a plain-text alert; never blocks, never raises."""
         ...
+
+
+class Component(Protocol):
+    """Something the services own for the process's lifetime (e.g. the HTTP status server)."""
+
+    async def start(self) -> None:
+        """Start serving; raises if it cannot (e.g. OSError: port in use)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop and release resources; idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One monitoring sample (exported by web/status_server.py as Prometheus text).
+
+    ``kind`` is "gauge" or "counter"; ``labels`` maps label name -> value.
+    """
+
+    name: str
+    help: str
+    value: float
+    kind: str = "gauge"
+    labels: dict[str, str] = field(default_factory=dict)

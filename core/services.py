@@ -1,8 +1,8 @@
 """Services: the engine plus what keeps it running, behind one start()/stop() pair.
 
-Transport-neutral: the headless runner (core/runner.py) and the Telegram host
-(handlers/host.py) both build one ``Services`` and call ``start()`` / ``stop()``; neither knows
-how the other presents it. Owned here:
+Transport-neutral: the composition root (bootstrap.py) builds one ``Services``; the headless
+runner there and the Telegram host (handlers/host.py) call ``start()`` / ``stop()``; neither
+knows how the other presents it. Owned here:
 
 * the engine (``build_engine``) and, in paper mode, the paper account file under DATA_DIR,
 * the journal (SQLite), started and flushed,
@@ -12,7 +12,9 @@ how the other presents it. Owned here:
   price) and the last ``ConnectionStatus`` per stream,
 * the market-data cache behind /ta (``core/market/data.py``): fed by the engine's bus by
   default (a replay), or by a live worker built by the ``market`` factory
-  (``jobs.market_worker.live_market``), started after the journal and stopped first.
+  (``jobs.market_worker.live_market``), started after the journal and stopped first,
+* attached components (``attach``; e.g. the HTTP status server), started after the journal in
+  order and stopped before it in reverse order.
 
 ``stop()`` leaves orders and protective stops on the exchange untouched: a restart adopts the
 position from the exchange (ORDERING reconciles) instead of leaving it naked for a moment.
@@ -30,7 +32,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.replay.bar_ticks import with_bar_ticks
 from core.engine import Engine, build_engine
 from core.event_bus import EventBus
 from core.events import (
@@ -45,11 +46,11 @@ from core.filters import round_price
 from core.journal import Journal
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
-from core.ports import Connection
+from core.ports import Component, Connection, Metric
+from core.replay.bar_ticks import with_bar_ticks
 from core.replay.source import ReplaySource
 from utils.files import write_json_atomic
 from utils.settings import Settings
-from web.status_server import Metric, StatusServer
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +121,17 @@ class Services:
             self.market, self.market_worker = market(settings, self.engine)
         self._next_equity_ms = 0
         self._background: set[asyncio.Task] = set()
-        self.status_server: StatusServer | None = None
+        self.components: list[Component] = []
+        self._running: list[Component] = []
         bus.subscribe(Candle, self._on_candle)
         bus.subscribe(EquitySnapshot, self._on_equity)
 
     # ------------------------------------------------------------------ lifecycle
+
+    def attach(self, component: Component) -> None:
+        """Own ``component``: started by ``start()`` after the journal, stopped by ``stop()``
+        before it (reverse order of attachment)."""
+        self.components.append(component)
 
     @property
     def has_feed(self) -> bool:
@@ -145,11 +152,9 @@ class Services:
             return
         await self.journal.start()
         self._started = True
-        if self.settings.http_port is not None:
-            self.status_server = StatusServer(self.health_check, self.metrics,
-                                              host=self.settings.http_host,
-                                              port=self.settings.http_port)
-            await self.status_server.start()
+        for component in self.components:
+            await component.start()
+            self._running.append(component)
         paper = self.paper
         if paper is not None:
             paper.publish_balance(0, "SNAPSHOT")
@@ -205,9 +210,8 @@ class Services:
                 await asyncio.wait({task})
         if task is not None and task.done() and not task.cancelled():
             task.exception()  # retrieved (logged by _run_feed): no "never retrieved" warning
-        if self.status_server is not None:
-            await self.status_server.stop()
-            self.status_server = None
+        while self._running:
+            await self._running.pop().stop()
         if self._started:
             await self.journal.stop()
             self._started = False

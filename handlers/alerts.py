@@ -4,7 +4,8 @@ The line itself is ``core.alerts.alert_text`` (the same words the console prints
 title says what kind of alert it is. Bursts of the same thing are folded: drops of one
 connection (and rate-limit back-offs of one pool) at most once a minute, with the count of the
 folded ones; the same rejected signal reason at most once in ten minutes (exchange time). So a
-reconnect storm or a disarmed engine does not flood the chat. Runs on the bus (synchronous): it only formats and queues.
+reconnect storm or a disarmed engine does not flood the chat. Runs on the bus (synchronous): it
+only formats and queues.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from handlers.common import deps, no_args, off_loop, reply
+from handlers.outbox import escape
 from handlers.registry import Command
 from utils.log_setup import redact
-from handlers.outbox import escape
 
 logger = logging.getLogger(__name__)
 

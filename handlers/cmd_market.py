@@ -1,9 +1,10 @@
 """/ta SYMBOL [tf] and /watch add|remove|list: the market-data cache, read and steered.
 
-Thin: ``core.market.ta_report.ta_report`` reads ``services.market`` (``core.market.data.MarketData``),
-whose cache goes to Binance only on a miss or a stale entry, and computes the indicators, the
-trend rule's verdict and the chart in its executor (off the event loop); this module parses,
-formats and sends. ``answer_ta`` is the whole /ta minus Telegram (the bench calls it).
+Thin: ``core.market.ta_report.ta_report`` reads ``services.market``
+(``core.market.data.MarketData``), whose cache goes to Binance only on a miss or a stale
+entry, and computes the indicators, the trend rule's verdict and the chart in its executor
+(off the event loop); this module parses, formats and sends. ``answer_ta`` is the whole /ta
+minus Telegram (the bench calls it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from core.market.data import MarketData
 from core.market.series import NoMarketData, Piece, UnknownSymbol, WatchlistFull
 from core.market.ta_report import TaReport, ta_report
 from handlers.common import deps, num, reply, utc
-from handlers.registry import Command, UsageError
 from handlers.i18n import N_, Texts
+from handlers.registry import Command, UsageError
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 _TIMEFRAME = re.compile(r"^[1-9][0-9]{0,2}[smhdw]$")
@@ -81,7 +82,7 @@ def _ago(t: Texts, seconds: float) -> str:
 
 def _row(cells: list[str]) -> str:
     return " ".join(c.rjust(w) if i else c.ljust(w)
-                    for i, (c, w) in enumerate(zip(cells, _WIDTHS))).rstrip()
+                    for i, (c, w) in enumerate(zip(cells, _WIDTHS, strict=False))).rstrip()
 
 
 def _table(t: Texts, report: TaReport) -> str:
@@ -96,7 +97,8 @@ def _table(t: Texts, report: TaReport) -> str:
                        for e in (v.ema20, v.ema50, v.ema200))
         lines.append(_row([r.timeframe, _fixed(v.rsi, 1), f"{v.macd_hist:+.3g}"
                            if math.isfinite(v.macd_hist) else "-", _fixed(v.adx, 1),
-                           _fixed(atr_pct, 2 if atr_pct >= 1 else 3), _fixed(pct_b, 0), _fixed(v.volume_ratio, 2),
+                           _fixed(atr_pct, 2 if atr_pct >= 1 else 3), _fixed(pct_b, 0),
+                           _fixed(v.volume_ratio, 2),
                            emas, r.bias]))
     return "<pre>" + html.escape("\n".join(lines), quote=False) + "</pre>"
 

@@ -8,9 +8,9 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from handlers.common import deps, duration, int_arg, no_args, reply, utc
+from handlers.outbox import escape
 from handlers.registry import Command, help_lines
 from utils.log_setup import recent_log_lines, redact
-from handlers.outbox import escape
 
 LOGS_DEFAULT, LOGS_MAX = 30, 200
 

@@ -16,9 +16,9 @@ from telegram import InlineKeyboardMarkup, Update
 
 from core.services import Services
 from handlers.confirm import Confirmations
-from handlers.registry import Access, Command, UsageError
 from handlers.i18n import Texts
 from handlers.outbox import Outbox
+from handlers.registry import Access, Command, UsageError
 from utils.settings import Settings
 
 DEPS_KEY = "deps"

@@ -45,6 +45,8 @@ from core.services import RunError, Services
 from handlers.alerts import AlertRelay
 from handlers.common import DEPS_KEY, Deps, deps, reply
 from handlers.confirm import Confirmations
+from handlers.i18n import Texts
+from handlers.outbox import Outbox
 from handlers.registry import (
     Access,
     Command,
@@ -55,9 +57,7 @@ from handlers.registry import (
     install,
 )
 from jobs import balance_refresh, daily_report
-from handlers.i18n import Texts
 from utils.log_setup import add_secret, redact
-from handlers.outbox import Outbox
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,8 @@ async def _initialize(app: Application, stop: asyncio.Event, retry_max_s: float)
             await app.initialize()
             return True
         except InvalidToken:
-            raise RunError("TELEGRAM_BOT_TOKEN was rejected by the Bot API; check the token") from None
+            raise RunError("TELEGRAM_BOT_TOKEN was rejected by the Bot API; "
+                           "check the token") from None
         except NetworkError as exc:
             logger.warning("Bot API unreachable at startup (%s); retrying in %.0f s",
                            redact(f"{type(exc).__name__}: {exc}"), delay)
@@ -274,7 +275,7 @@ async def serve(app: Application, *, stop: asyncio.Event | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals: list[int] = []
+    signals: list[signal.Signals] = []
     if options.install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -294,23 +295,28 @@ async def serve(app: Application, *, stop: asyncio.Event | None = None) -> int:
         else:
             logger.warning("polling Telegram failed: %s", redact(f"{type(exc).__name__}: {exc}"))
 
+    updater = app.updater
+    if updater is None:  # build_application always builds one; a caller's app may not
+        raise RunError("the Telegram application has no updater to poll with")
     try:
         if not await _initialize(app, stop, options.init_retry_max_s):
             return 0
         try:
-            await app.post_init(app)
-            await app.updater.start_polling(
+            if app.post_init is not None:
+                await app.post_init(app)
+            await updater.start_polling(
                 timeout=timedelta(seconds=options.poll_timeout_s), drop_pending_updates=True,
                 allowed_updates=["message", "callback_query"], error_callback=on_poll_error)
             await app.start()
             logger.info("Telegram bot running for %d admins", len(d.admins))
             await stop.wait()
         finally:
-            if app.updater.running:
-                await app.updater.stop()
+            if updater.running:
+                await updater.stop()
             if app.running:
                 await app.stop()
-            await app.post_stop(app)
+            if app.post_stop is not None:
+                await app.post_stop(app)
             await app.shutdown()
     finally:
         for sig in signals:

@@ -18,7 +18,7 @@ import importlib
 import logging
 import pkgutil
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -37,7 +37,7 @@ from telegram.ext import (
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 _NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_COMMANDS = 100  # setMyCommands limit
@@ -141,7 +141,7 @@ def _user_id(update: object) -> int | None:
     return user.id if user is not None else None
 
 
-def make_gate(access: Access) -> Callable[[object, Any], Awaitable[None]]:
+def make_gate(access: Access) -> Callable[[object, Any], Coroutine[Any, Any, None]]:
     """The group -1 handler: unauthorized updates stop here, unanswered."""
 
     async def gate(update: object, context: Any) -> None:

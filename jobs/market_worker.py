@@ -28,12 +28,12 @@ from concurrent.futures import Executor
 from typing import Any
 
 from core.binance.clock import Backoff, ServerClock
+from core.binance.market_rest import MarketRest, WorkerBudget
 from core.binance.rate_limit import RateLimiter
 from core.binance.rest import RestClient
 from core.binance.streams import MarketStreams
 from core.events import ConnectionStatus
 from core.market.data import MarketData, market_from_settings
-from core.binance.market_rest import MarketRest, WorkerBudget
 from utils.aio import cancel_and_wait
 from utils.settings import Settings
 
@@ -144,7 +144,7 @@ class MarketWorker:
                 try:
                     loop = asyncio.get_running_loop()
                     deadline = loop.time() + CONNECT_WAIT_S
-                    while not streams.connected() and loop.time() < deadline:
+                    while not streams.connected() and loop.time() < deadline:  # noqa: ASYNC110  (bounded poll)
                         await asyncio.sleep(0.05)
                 finally:
                     await old.stop()
@@ -164,7 +164,9 @@ def live_market(settings: Settings, *,
     """
     def build(settings: Settings, engine: Any) -> tuple[MarketData, MarketWorker]:
         conn = engine.connection
-        rest, limiter, owned = getattr(conn, "rest", None), getattr(conn, "limiter", None), None
+        rest: Any = getattr(conn, "rest", None)
+        limiter: Any = getattr(conn, "limiter", None)
+        owned = None
         if rest is None or limiter is None:
             server_clock = ServerClock()
             limiter = RateLimiter(server_clock, fraction=settings.binance_rate_limit_fraction)

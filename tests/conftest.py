@@ -3,9 +3,11 @@ REQUIRE_SAMPLE_DATA=1 (CI), which turns the skip into a failure."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from collections.abc import Iterator
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,29 @@ if str(ROOT) not in sys.path:
 SHARED = Path(os.environ.get("DORT5BOT_SHARED", ROOT.parent / "shared"))
 DATA_DIR = SHARED / "data" / "binance-usdm"
 SAMPLES_DIR = SHARED / "binance" / "samples"
+
+
+_QUIETED_LOGGERS = ("aiosqlite", "httpx")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put the logging configuration back after every test: a test that calls ``main()``
+    installs handlers on the root logger that write to that test's (then closed) captured
+    stderr, and later tests would print "--- Logging error --- ValueError: I/O operation on
+    closed file"."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level,
+             {name: logging.getLogger(name).level for name in _QUIETED_LOGGERS})
+    yield
+    for handler in root.handlers[:]:
+        if handler not in saved[0]:
+            root.removeHandler(handler)
+            handler.close()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _need(path: Path) -> Path:
@@ -45,6 +70,28 @@ def shared_file(name: str) -> Path:
     return _need(DATA_DIR / name)
 
 
+#: Default deadline of ``eventually``: generous, because it is only reached when a test fails; a
+#: passing test returns as soon as the condition holds, on a loaded 2-core machine too.
+EVENTUALLY_TIMEOUT_S = float(os.environ.get("EVENTUALLY_TIMEOUT_S", "15"))
+
+
+async def eventually(condition: Callable[[], object], timeout: float | None = None) -> None:
+    """Wait until ``condition()`` is truthy, polling between turns of the event loop.
+
+    The one waiting helper of the test suite (no sleeps in tests). Wait on the state of the
+    system under test (its events, phase, pending work), not only on a fake's: the fake changes
+    first and the bot a few milliseconds later. ``timeout`` (s, default EVENTUALLY_TIMEOUT_S) is
+    a safety net, never a measurement. Raises AssertionError when the deadline passes.
+    """
+    limit = EVENTUALLY_TIMEOUT_S if timeout is None else max(timeout, EVENTUALLY_TIMEOUT_S)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {limit:g}s")
+        await asyncio.sleep(0.002)
+
+
 def _require(env: str, msg: str) -> None:
     if os.environ.get(env) == "1":
         pytest.fail(f"{msg} ({env}=1)")
@@ -64,7 +111,8 @@ def postgres_server_dsn() -> str:
         with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001  any failure means: no usable server
-        _require("REQUIRE_POSTGRES", f"PostgreSQL at TEST_POSTGRES_DSN unusable: {type(exc).__name__}")
+        _require("REQUIRE_POSTGRES",
+                 f"PostgreSQL at TEST_POSTGRES_DSN unusable: {type(exc).__name__}")
     return dsn  # type: ignore[return-value]
 
 

@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from bootstrap import RunError, build_services
 from core.events import EngineMode, PositionPhase, Side, TradeSignal
-from core.runner import RunError, build_services
-from tests.conftest import shared_file
-from tests.fakes.binance import eventually
+from tests.conftest import eventually, shared_file
 from tests.fakes.binance_market import FakeBinanceMarket
 from utils.settings import load_settings
 

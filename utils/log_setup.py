@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -115,7 +115,7 @@ class RedactingFilter(logging.Filter):
 
 
 def _iso_utc(created: float) -> str:
-    stamp = datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
 

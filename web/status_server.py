@@ -9,8 +9,7 @@ knows nothing about trading. Nothing secret is ever in a snapshot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -18,18 +17,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from core.ports import Metric
+
+__all__ = ["HealthFn", "Metric", "MetricsFn", "StatusServer"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """One sample: ``kind`` is "gauge" or "counter"; ``labels`` name -> value."""
-
-    name: str
-    help: str
-    value: float
-    kind: str = "gauge"
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
@@ -40,8 +32,8 @@ class _Collector:
     def __init__(self, metrics: MetricsFn) -> None:
         self._metrics = metrics
 
-    def collect(self):  # prometheus-client collector protocol
-        families: dict[str, Any] = {}
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:  # collector protocol
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for m in self._metrics():
             fam = families.get(m.name)
             if fam is None:

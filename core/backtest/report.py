@@ -236,7 +236,7 @@ def check_invariants(result: BacktestResult) -> None:
             f"(difference {change - total})"
         )
     ordered = sorted(result.trades, key=lambda t: (t.entry_ts_ms, t.exit_ts_ms))
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in zip(ordered, ordered[1:], strict=False):
         if a.exit_ts_ms > b.entry_ts_ms:
             problems.append(
                 f"overlapping trades: {a.symbol} {a.side.value} {a.entry_ts_ms}..{a.exit_ts_ms} "
@@ -341,7 +341,8 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
             lines.append(r[0])
             continue
         cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=False))
         ]
         lines.append("  ".join(cells).rstrip())
     return lines

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
-from core.replay.bar_ticks import with_bar_ticks
+from core.backtest.report import BacktestResult
 from core.engine import build_engine
 from core.events import Candle, EngineMode, ExitReason
 from core.paper import PaperExchange
-from core.replay.source import ReplaySource
+from core.replay.bar_ticks import with_bar_ticks
 from core.replay.csv_files import symbol_from_filename
-from core.backtest.report import BacktestResult
+from core.replay.source import ReplaySource
 from utils.settings import Settings
 
 PROBE_EVENTS = 5_000  # events read ahead to learn which symbols the data holds
@@ -82,7 +82,8 @@ def run_backtest(
     """
     wanted = {symbol.upper()} if symbol else None
     unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
-    source = ReplaySource(paths, symbol=symbol.upper() if unnamed else None, symbols=wanted,
+    source = ReplaySource(paths, symbol=symbol.upper() if symbol and unnamed else None,
+                          symbols=wanted,
                           reorder_ms=settings.replay_reorder_ms)
     if "klines_csv" in source.formats:  # no trades: give the paper exchange a price path
         chunks: Iterator[list] = _batched(with_bar_ticks(source))
@@ -97,6 +98,7 @@ def run_backtest(
         what = f" for {symbol.upper()}" if symbol else ""
         raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
     seen = {ev.symbol for chunk in head for ev in chunk}
+    symbols: tuple[str, ...]
     if symbol:
         symbols = (symbol.upper(),)
     else:

@@ -20,6 +20,7 @@ Messages are scrubbed: API keys, listenKeys and signatures never appear in ``str
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _SECRET_PARAM = re.compile(
     r"(?i)\b(signature|apikey|api_key|x-mbx-apikey|listenkey|secret)(\"?\s*[=:]\s*\"?)[^&\s\",}]+"
@@ -176,7 +177,7 @@ def classify(code: int | None, msg: str, http_status: int,
     -1008; then the code table; then the HTTP status (429 RetryLater, 401 Fatal, 408/5xx/none
     UnknownOutcome, other 4xx Rejected). Unknown codes on a 4xx are ``Rejected``.
     """
-    kw = {"code": code, "http_status": http_status, "retry_after_s": retry_after}
+    kw: dict[str, Any] = {"code": code, "http_status": http_status, "retry_after_s": retry_after}
     lowered = msg.lower()
     if http_status == 418 or (code == -1003 and "banned" in lowered):
         return IpBanned(msg, **kw)

@@ -112,7 +112,7 @@ def parse_rest_klines(symbol: str, interval: str, rows: Any, now_ms: int) -> lis
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) < 7:
             raise ParseError(f"klines: row {i} is not a kline array")
-        f = Fields(dict(zip("tohlcvT", row)), "klines", f"[{i}].")
+        f = Fields(dict(zip("tohlcvT", row, strict=False)), "klines", f"[{i}].")
         close_ms = f.integer("T")
         out.append(Candle(symbol, close_ms, step, f.integer("t"), f.number("o"), f.number("h"),
                           f.number("l"), f.number("c"), f.number("v"), close_ms < now_ms))

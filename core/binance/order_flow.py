@@ -20,7 +20,11 @@ from typing import Any
 
 from core.binance.clock import Backoff, ServerClock
 from core.binance.errors import (
-    ExchangeError, IpBanned, OrderNotFound, RetryLater, UnknownOutcome,
+    ExchangeError,
+    IpBanned,
+    OrderNotFound,
+    RetryLater,
+    UnknownOutcome,
 )
 from core.binance.orders import OrderTracker, Tracked
 from core.binance.reconcile import Reconciler

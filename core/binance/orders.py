@@ -152,9 +152,10 @@ class OrderTracker:
         snap = parse_order_result(status_result)
         t.order_id = snap.order_id or t.order_id
         out: list[OrderUpdate] = []
-        base = dict(symbol=t.symbol, client_order_id=t.client_order_id, order_id=snap.order_id,
-                    side=t.side, order_type=t.order_type, quantity=snap.quantity,
-                    reduce_only=t.reduce_only)
+        base: dict[str, Any] = dict(
+            symbol=t.symbol, client_order_id=t.client_order_id, order_id=snap.order_id,
+            side=t.side, order_type=t.order_type, quantity=snap.quantity,
+            reduce_only=t.reduce_only)
         if trades is not None:
             for tr in sorted(trades, key=lambda d: int(d.get("id", 0))):
                 f = Fields(tr, "userTrades")

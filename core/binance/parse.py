@@ -20,16 +20,32 @@ from typing import Any
 import orjson
 
 from core.binance.models import (
-    AccountConfigUpdate, AlgoStatus, AlgoUpdate, ListenKeyExpired, MarginCall, MarginCallPosition,
-    RateLimit, TradeLite, WsApiResponse,
+    AccountConfigUpdate,
+    AlgoStatus,
+    AlgoUpdate,
+    ListenKeyExpired,
+    MarginCall,
+    MarginCallPosition,
+    RateLimit,
+    TradeLite,
+    WsApiResponse,
 )
 from core.binance.parse_market import (  # noqa: F401  (re-exported)
-    MarketEvent, parse_agg_trade, parse_book_ticker, parse_kline, parse_mark_price,
+    MarketEvent,
+    parse_agg_trade,
+    parse_book_ticker,
+    parse_kline,
+    parse_mark_price,
     parse_market_event,
 )
 from core.binance.wire import Fields, ParseError, unwrap
 from core.events import (
-    BalanceUpdate, OrderSide, OrderStatus, OrderType, OrderUpdate, PositionUpdate,
+    BalanceUpdate,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
 )
 
 __all__ = [

@@ -23,15 +23,26 @@ from decimal import Decimal
 from typing import Any
 
 from core.binance.errors import (
-    ExchangeError, OrderNotFound, RetryLater, UnknownOutcome, WouldImmediatelyTrigger,
+    ExchangeError,
+    OrderNotFound,
+    RetryLater,
+    UnknownOutcome,
+    WouldImmediatelyTrigger,
 )
 from core.binance.models import AlgoStatus, AlgoUpdate
 from core.binance.orders import OrderTracker
 from core.binance.parse import parse_algo_order_result
 from core.event_bus import EventBus
 from core.events import (
-    CloseRequest, EngineError, ExitReason, OrderType, PositionOpened, PositionUpdate,
-    ProtectiveOrderUpdate, Side, StateChanged,
+    CloseRequest,
+    EngineError,
+    ExitReason,
+    OrderType,
+    PositionOpened,
+    PositionUpdate,
+    ProtectiveOrderUpdate,
+    Side,
+    StateChanged,
 )
 from core.filters import SymbolFilters, round_price
 

@@ -29,12 +29,17 @@ from core.binance.errors import OrderNotFound
 from core.binance.models import AlgoStatus, AlgoUpdate
 from core.binance.orders import OrderTracker, Tracked
 from core.binance.parse import parse_algo_order_result
-from core.binance.protective import ProtectiveOrders, Protection
+from core.binance.protective import Protection, ProtectiveOrders
 from core.binance.rest import RestClient
 from core.binance.wire import Fields
 from core.event_bus import EventBus
 from core.events import (
-    BalanceUpdate, EngineError, OrderUpdate, PositionAdopted, PositionUpdate, Side,
+    BalanceUpdate,
+    EngineError,
+    OrderUpdate,
+    PositionAdopted,
+    PositionUpdate,
+    Side,
 )
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from core.binance.streams import MarketStreams, stream_names
 
@@ -46,7 +46,7 @@ class CaptureWriter:
     def __init__(self, path: Path, *, flush_s: float = FLUSH_S) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.stats = RecordStats(path=path, started_ns=time.time_ns())
-        self._f: IO[bytes] | None = gzip.open(path, "wb", compresslevel=6)
+        self._f: gzip.GzipFile | None = gzip.GzipFile(path, "wb", compresslevel=6)
         self._flush_s = flush_s
         self._last_flush = time.monotonic()
 

@@ -23,10 +23,15 @@ import orjson
 
 from core.binance.clock import ServerClock, local_ms
 from core.binance.errors import (
-    ClockSkew, ExchangeError, RetryLater, UnknownOutcome, classify, scrub,
+    ClockSkew,
+    ExchangeError,
+    RetryLater,
+    UnknownOutcome,
+    classify,
+    scrub,
 )
 from core.binance.rate_limit import RateLimiter
-from core.binance.signing import SecretLike, Signer, rest_query, signed_rest_query
+from core.binance.signing import SecretLike, Signer, rest_query, reveal, signed_rest_query
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +105,7 @@ class RestClient:
         if security != NONE:
             if self._api_key is None:
                 raise ExchangeError(f"{path} needs an API key", http_status=401)
-            key = self._api_key
-            headers["X-MBX-APIKEY"] = key.get_secret_value() if hasattr(
-                key, "get_secret_value") else key  # type: ignore[union-attr]
+            headers["X-MBX-APIKEY"] = reveal(self._api_key)
         if security == SIGNED:
             if self._signer is None:
                 raise ExchangeError(f"{path} needs a signing key", http_status=401)

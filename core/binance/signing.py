@@ -40,10 +40,16 @@ class KeyFileError(ValueError):
     """A private-key file could not be used. The message names the path, never key material."""
 
 
+@runtime_checkable
 class SecretLike(Protocol):
     """Anything that hands out a secret on request, like ``pydantic.SecretStr``."""
 
     def get_secret_value(self) -> str: ...
+
+
+def reveal(secret: SecretLike | str) -> str:
+    """The secret's value (for the wire only: never log or format it)."""
+    return secret.get_secret_value() if isinstance(secret, SecretLike) else secret
 
 
 @runtime_checkable
@@ -90,9 +96,9 @@ def load_ed25519_key(path: str | Path, password: bytes | SecretLike | None = Non
     except OSError as exc:
         raise KeyFileError(f"cannot read Ed25519 key file {p}: {exc.strerror or 'I/O error'}"
                            ) from None
-    pw = password.get_secret_value().encode() if hasattr(password, "get_secret_value") else password
+    pw = password.get_secret_value().encode() if isinstance(password, SecretLike) else password
     try:
-        key = serialization.load_pem_private_key(data, password=pw)  # type: ignore[arg-type]
+        key = serialization.load_pem_private_key(data, password=pw)
     except TypeError:
         reason = "it is encrypted and needs a password" if pw is None else "it is not encrypted"
         raise KeyFileError(f"cannot load Ed25519 key file {p}: {reason}") from None
@@ -117,7 +123,7 @@ class HmacSigner:
     key_type = "HMAC_SHA256"
 
     def __init__(self, secret: SecretLike | str | bytes) -> None:
-        raw = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+        raw = secret.get_secret_value() if isinstance(secret, SecretLike) else secret
         if isinstance(raw, str):
             raw = raw.encode()
         if not isinstance(raw, bytes) or not raw:

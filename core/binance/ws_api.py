@@ -36,7 +36,6 @@ from websockets.asyncio.client import ClientConnection
 from core.binance.clock import Backoff, ServerClock
 from core.binance.errors import (
     ClockSkew,
-    ExchangeError,
     Fatal,
     RetryLater,
     UnknownOutcome,
@@ -49,6 +48,7 @@ from core.binance.signing import (
     Ed25519Signer,
     SecretLike,
     Signer,
+    reveal,
     sign_ws_params,
     ws_params,
 )
@@ -90,8 +90,7 @@ class WsApiClient:
                  backoff: Backoff | None = None, rotate_s: float = ROTATE_S,
                  on_sent: Callable[[str, int], None] | None = None) -> None:
         self.url = url
-        key = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
-        self._api_key: str | None = key  # type: ignore[assignment]
+        self._api_key: str | None = None if api_key is None else reveal(api_key)
         self._signer = signer
         self._logon = isinstance(signer, Ed25519Signer)
         self.clock = clock
@@ -189,7 +188,7 @@ class WsApiClient:
             return "connection closed"
         self._ready.clear()  # rotation: no new requests; let those in flight finish
         deadline = time.monotonic() + self.timeout_s
-        while self._pending and time.monotonic() < deadline and not reader.done():
+        while self._pending and time.monotonic() < deadline and not reader.done():  # noqa: ASYNC110  (polls a deadline and two conditions)
             await asyncio.sleep(0.01)
         logger.info("WS API: rotating the connection before the 24 h limit")
         return "rotating before the 24 h limit"
@@ -295,7 +294,8 @@ class WsApiClient:
             self.limiter.observe(resp.rate_limits)
             if resp.ok:
                 return resp.result
-            err: ExchangeError = resp.exception()  # type: ignore[assignment]
+            err = resp.exception()
+            assert err is not None  # resp is not ok
             self.limiter.backoff(err)
             if isinstance(err, ClockSkew) and attempt == 1 and self._resync is not None:
                 logger.warning("WS API %s: -1021 timestamp outside recvWindow; resyncing the "

@@ -36,16 +36,26 @@ from typing import Any, TypeVar
 import orjson
 
 from core.binance.errors import Rejected
+from core.binance.market_rest import (
+    INTERVAL_MS,
+    MarketRest,
+    MarkInfo,
+    interval_label,
+    parse_mark_stream,
+    parse_ticker_stream,
+)
 from core.binance.parse_market import parse_kline
 from core.binance.wire import ParseError, unwrap
 from core.engine import strategy_params
 from core.event_bus import EventBus
 from core.events import Candle, MarkPrice
-from core.binance.market_rest import (
-    INTERVAL_MS, MarketRest, MarkInfo, interval_label, parse_mark_stream, parse_ticker_stream,
-)
 from core.market.series import (
-    KlineSeries, NoMarketData, Piece, RefreshPass, UnknownSymbol, Watchlist,
+    KlineSeries,
+    NoMarketData,
+    Piece,
+    RefreshPass,
+    UnknownSymbol,
+    Watchlist,
 )
 from core.market.ta import Analyser, make_executor
 from utils.cache import BudgetExhausted, Entry, MarketCache, wall_clock_ms
@@ -293,9 +303,9 @@ class MarketData:
         """The cached value, loaded on a miss or when stale (live), with its freshness; a
         failed load without an old entry gives ``Piece(None, problem=...)``."""
         if not self.live:
-            entry = self.cache.get(kind, key)
-            return Piece(None, problem="none") if entry is None else Piece(entry.value,
-                                                                            entry.age_s)
+            cached = self.cache.get(kind, key)
+            return Piece(None, problem="none") if cached is None else Piece(cached.value,
+                                                                             cached.age_s)
         try:
             entry: Entry[Any] = await self.cache.get_or_load(kind, key, self._fetcher(kind, key))
         except BudgetExhausted:

@@ -20,10 +20,11 @@ Two ways in, one set of definitions (TA-Lib's, default compatibility, unstable p
   EMA, RSI, ATR and ADX are recursive: a value depends (decaying) on every bar since the start of
   the array, so give them several times their period of history before trusting a reading.
 
-* Incremental twins (``core/strategies/indicators.py``): ``Ema``, ``WilderRma``, ``Atr``, ``Adx`` take one value (or one bar) per
-  ``update`` in plain Python floats, for the engine's per-candle path where a NumPy call per tick
-  would cost more than the arithmetic. They reproduce TA-Lib's seeding exactly (see each class),
-  so after warm-up they agree with ``talib.EMA``/``ATR``/``ADX`` run over the same bars.
+* Incremental twins (``core/strategies/indicators.py``): ``Ema``, ``WilderRma``, ``Atr``,
+  ``Adx`` take one value (or one bar) per ``update`` in plain Python floats, for the engine's
+  per-candle path where a NumPy call per tick would cost more than the arithmetic. They
+  reproduce TA-Lib's seeding exactly (see each class), so after warm-up they agree with
+  ``talib.EMA``/``ATR``/``ADX`` run over the same bars.
 """
 
 from __future__ import annotations

@@ -12,20 +12,19 @@ readings describe the last closed bar.
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
-from collections.abc import Sequence
 import asyncio
+import gc
 import logging
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from core.events import Candle
-from core.strategies.rules import rule_factory
-from utils.charts import render_ta_chart
 from core.market.indicators_ta import IndicatorValues, candles_to_arrays, compute_indicators
+from core.market.ta_chart import render_ta_chart
+from core.strategies.rules import rule_factory
 
 logger = logging.getLogger(__name__)
 

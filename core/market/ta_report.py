@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.market.data import MarketData
 from core.binance.market_rest import INTERVAL_MS, MarkInfo, OpenInterest, Ticker24h
+from core.market.data import MarketData
 from core.market.series import NoMarketData, Piece
 from core.market.ta import FrameReading, TaRequest, plain
 
@@ -61,7 +61,7 @@ async def ta_report(market: MarketData, symbol: str, timeframe: str | None = Non
     pieces = await asyncio.gather(
         *(market.get("klines", (symbol, tf)) for tf in frames),
         market.get("mark", symbol), market.get("ticker", symbol), market.get("oi", symbol))
-    klines = dict(zip(frames, pieces[:len(frames)]))
+    klines = dict(zip(frames, pieces[:len(frames)], strict=False))
     series = {tf: p.value.snapshot() for tf, p in klines.items() if p.value is not None}
     if timeframe not in series:
         raise NoMarketData(f"no {timeframe} candles for {symbol} "

@@ -123,17 +123,17 @@ def _assemble(books: list, ticks: list, other: list, kinds: list) -> list[Market
     new = tuple.__new__
     its: list[Iterator[MarketEvent]] = []
     if books:
-        s, ts, b, bq, a, aq = zip(*books)
+        s, ts, b, bq, a, aq = zip(*books, strict=False)
         f, k = _floats(b + bq + a + aq), len(books)
         its.append(map(new, repeat(BookTicker), zip(s, _checked(ts, int), f[:k], f[k:2 * k],
-                                                    f[2 * k:3 * k], f[3 * k:])))
+                                                    f[2 * k:3 * k], f[3 * k:], strict=False)))
     else:
         its.append(iter(()))
     if ticks:
-        s, ts, tt, p, q, m = zip(*ticks)
+        s, ts, tt, p, q, m = zip(*ticks, strict=False)
         f, k = _floats(p + q), len(ticks)
         its.append(map(new, repeat(MarketTick), zip(s, _checked(ts, int), _checked(tt, int),
-                                                    f[:k], f[k:], _checked(m, bool))))
+                                                    f[:k], f[k:], _checked(m, bool), strict=False)))
     else:
         its.append(iter(()))
     its.append(iter(other))

@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick, MarkPrice
 
 logger = logging.getLogger("core.replay.source")
 
-MarketEvent = Union[MarketTick, BookTicker, MarkPrice, Candle, FundingRate]
+MarketEvent = MarketTick | BookTicker | MarkPrice | Candle | FundingRate
 E = TypeVar("E", bound=tuple)
 
 _BLOCK = 1 << 20
@@ -123,7 +123,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
         raise ReplayError(f"{source}: cannot read ({exc})") from None
 
 
-def _line_chunks(path: Path) -> Iterator[list[bytes]]:
+def _line_chunks(path: Path) -> Generator[list[bytes], None, None]:
     """The file's lines (without ``\\n``) in chunks of at most _CHUNK_LINES."""
     rest = b""
     for block in _blocks(path):

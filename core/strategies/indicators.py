@@ -2,14 +2,11 @@
 
 ``Ema``, ``WilderRma``, ``Atr``, ``Adx`` take one value (or one bar) per ``update``. They
 reproduce TA-Lib's seeding exactly (see each class), so after warm-up they agree with
-``talib.EMA``/``ATR``/``ADX`` run over the same bars (tests/core/strategies/test_indicators.py checks it on the
-shared real data). No NumPy or TA-Lib here: the backtest path must not import them.
+``talib.EMA``/``ATR``/``ADX`` run over the same bars (tests/core/strategies/test_indicators.py
+checks it on the shared real data). No NumPy or TA-Lib here: the backtest path must not import them.
 """
 
 from __future__ import annotations
-
-
-
 
 # --------------------------------------------------------------------------- incremental
 
@@ -205,7 +202,7 @@ class Adx:
             if dx is not None:
                 self._sum_dx += dx
             self._adx = self._sum_dx / period
-        elif dx is not None:
+        elif dx is not None and self._adx is not None:  # _adx is seeded at 2*period-1
             self._adx = (self._adx * (period - 1) + dx) / period
         return self._adx
 

@@ -1,5 +1,5 @@
 from core.event_bus import EventBus
-from core.events import EngineError, MarketTick, BookTicker
+from core.events import BookTicker, EngineError, MarketTick
 
 
 def tick(price: float = 1.0) -> MarketTick:

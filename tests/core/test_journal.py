@@ -3,7 +3,6 @@ that locks the database. Results are read back through a fresh Journal or plain 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +15,8 @@ from hypothesis import strategies as st
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
-    CloseRequest,
     ClosedTrade,
+    CloseRequest,
     ConnectionStatus,
     EngineError,
     EquitySnapshot,
@@ -36,18 +35,12 @@ from core.events import (
     TradeSignal,
 )
 from core.journal import Journal, JournalError, to_jsonable
+from tests.conftest import eventually
 
 SYM = "BTCUSDT"
 T0 = 1_723_100_000_000
 
 
-async def eventually(cond, timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def fill(cid: str, trade_id: int, qty: str, price: str, *, status=OrderStatus.FILLED,
@@ -355,8 +348,13 @@ def test_payload_decimals_round_trip_exactly(qty: Decimal, price: Decimal, rp: D
 
 
 async def test_live_adapter_events_are_journaled():
-    from core.events import (AccountConfigChanged, MarginCall, PositionAdopted,
-                             ProtectiveOrderUpdate, RateLimitBackoff)
+    from core.events import (
+        AccountConfigChanged,
+        MarginCall,
+        PositionAdopted,
+        ProtectiveOrderUpdate,
+        RateLimitBackoff,
+    )
     from core.journal import JOURNALED_EVENTS
 
     bus = EventBus()

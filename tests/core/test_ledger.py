@@ -200,7 +200,7 @@ def test_two_round_trips_are_two_trades():
     assert [t.entry_ts_ms for t in b.trades] == [0, 10]
 
 
-# --------------------------------------------------------------------------- with the paper exchange
+# ----------------------------------------------------------------------- with the paper exchange
 
 
 def _submit(bus: EventBus, ex: PaperExchange, cid: str, side: OrderSide, qty: str, intent: str,

@@ -38,7 +38,7 @@ class Paper:
     """A paper exchange on its own bus plus everything it published."""
 
     def __init__(self, *, balance: str = "10000", leverage: int = 10, slippage: Decimal = SLIP,
-                 mmr: Decimal = D("0.004")) -> None:
+                 mmr: Decimal = Decimal("0.004")) -> None:
         self.bus = EventBus()
         self.initial = D(balance)
         self.ex = PaperExchange(self.bus, initial_balance=self.initial, leverage=leverage,
@@ -53,7 +53,8 @@ class Paper:
     def book(self, bid: float, ask: float, ts: int = 1_000, symbol: str = SYM) -> None:
         self.bus.publish(BookTicker(symbol, ts, bid, 1.0, ask, 1.0))
 
-    def tick(self, price: float, ts: int = 1_000, symbol: str = SYM, cls: type = MarketTick) -> None:
+    def tick(self, price: float, ts: int = 1_000, symbol: str = SYM,
+             cls: type = MarketTick) -> None:
         self.bus.publish(cls(symbol, ts, ts, price, 0.5, False))
 
     def mark(self, price: float, ts: int, rate: float = 0.0, next_funding: int = 0,

@@ -18,7 +18,6 @@ Every request is logged in ``requests`` as ``(transport, method, params)``.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import secrets
 import string
@@ -35,26 +34,29 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.fakes.binance_account import Position
 from tests.fakes.binance_auth import (
-    BAD_KEY, BAD_SIGNATURE, NONE, SIGNED, USER_STREAM, ApiKey, RateCounters, check_timestamp,
-    new_key_id, split_rest_signature,
+    BAD_KEY,
+    BAD_SIGNATURE,
+    NONE,
+    SIGNED,
+    USER_STREAM,
+    ApiKey,
+    RateCounters,
+    check_timestamp,
+    new_key_id,
+    split_rest_signature,
 )
 from tests.fakes.binance_data import ApiError, Params, exchange_info
 from tests.fakes.binance_engine import REJECT_MESSAGES, Exchange
 from tests.fakes.binance_ws import (
-    Conn, legacy_handler, market_handler, stream_route, user_handler, ws_api_handler,
+    Conn,
+    legacy_handler,
+    market_handler,
+    stream_route,
+    user_handler,
+    ws_api_handler,
 )
 
 UNKNOWN_ERROR_MSG = "Unknown error, please check your request or try again later."
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until ``condition()`` is true (polls the event loop; fails after ``timeout`` s)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.002)
 
 
 class Request(NamedTuple):

@@ -1,6 +1,6 @@
 """Raw test clients for the fake Binance: REST over aiohttp, a bare WS API client and a frame
-reader, signing with core.binance.signing and parsing with core.binance.parse. Also the
-``fake`` and ``http`` fixtures (import them into a test module to use them)."""
+reader, signing with core.binance.signing and parsing with core.binance.parse. The ``fake``
+and ``http`` fixtures are in tests/core/binance/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,12 @@ from core.binance.errors import ExchangeError, classify
 from core.binance.models import WsApiResponse
 from core.binance.parse import parse_ws_api_response
 from core.binance.signing import (
-    HmacSigner, Signer, rest_query, sign_ws_params, signed_rest_query, ws_params,
+    HmacSigner,
+    Signer,
+    rest_query,
+    sign_ws_params,
+    signed_rest_query,
+    ws_params,
 )
 from tests.fakes.binance import FakeBinance
 
@@ -30,18 +35,6 @@ D = Decimal
 def local_ms() -> int:
     """The client's clock (the fake's clock can be skewed with ``clock_offset_ms``)."""
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with FakeBinance() as f:
-        yield f
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def rest(fake: FakeBinance, http: aiohttp.ClientSession, method: str, path: str,

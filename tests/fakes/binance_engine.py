@@ -20,7 +20,13 @@ from typing import Any
 
 from tests.fakes.binance_account import Account, AlgoOrder, Order, Position
 from tests.fakes.binance_data import (
-    CLIENT_ID_RE, SYMBOLS, ZERO, ApiError, Params, SymbolSpec, on_grid,
+    CLIENT_ID_RE,
+    SYMBOLS,
+    ZERO,
+    ApiError,
+    Params,
+    SymbolSpec,
+    on_grid,
 )
 
 D = Decimal
@@ -52,7 +58,7 @@ class Exchange:
     or raise ApiError; user-stream events go to ``emit`` synchronously, in Binance's order."""
 
     def __init__(self, *, emit: Callable[[dict[str, Any]], None], clock: Callable[[], int],
-                 balance: Decimal = D("10000"), margin_type: str = "CROSSED") -> None:
+                 balance: Decimal = Decimal("10000"), margin_type: str = "CROSSED") -> None:
         self._emit, self.now = emit, clock
         self.prices: dict[str, Decimal] = {s: spec.default_price for s, spec in SYMBOLS.items()}
         self.account = Account(SYMBOLS, clock, self.prices, balance=balance,

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from core.events import Candle
 from core.binance.market_rest import INTERVAL_MS, klines_weight
+from core.events import Candle
 from tests.fakes.binance import FakeBinance, RestRoute
 from tests.fakes.binance_auth import NONE
 from tests.fakes.binance_data import SYMBOLS, ApiError, exchange_info

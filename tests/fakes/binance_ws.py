@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from tests.fakes.binance_auth import NONE, SIGNED, USER_STREAM, BAD_KEY, check_timestamp, ws_payload
+from tests.fakes.binance_auth import BAD_KEY, NONE, SIGNED, USER_STREAM, check_timestamp, ws_payload
 from tests.fakes.binance_data import ApiError, Params
 
 if TYPE_CHECKING:

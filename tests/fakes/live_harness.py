@@ -17,7 +17,8 @@ from core.binance.live import live_connection_factory
 from core.engine import Engine, build_engine
 from core.events import EngineMode, Side, TradeSignal
 from core.journal import Journal
-from tests.fakes.binance import FakeBinance, eventually
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
 from utils.settings import Settings, load_settings
 
 D = Decimal

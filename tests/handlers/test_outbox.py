@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from tests.fakes.telegram import FakeTelegram, _balanced_html
 from handlers.outbox import MAX_CAPTION, MAX_TEXT, Outbox, split_html
+from tests.conftest import eventually
+from tests.fakes.telegram import FakeTelegram, _balanced_html
 
 TOKEN = "6100200300:AAFt3stT0ken_abcdefghijklmnopqrstuvw"
 
@@ -29,13 +30,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*retry_after.*:telegram.warnings.PTBDeprecationWarning")
 
 
-async def eventually(cond, timeout: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 class FakeTime:

@@ -29,6 +29,8 @@ from handlers.cmd_dar import build_export, excluded, list_files
 from handlers.cmd_trading import needs_confirmation
 from handlers.confirm import MAX_CALLBACK_DATA, PATTERN, Confirmations, Outcome
 from handlers.host import error_summary
+from handlers.i18n import Texts, compile_mo, parse_po, po_path
+from handlers.outbox import Outbox
 from handlers.registry import (
     Access,
     Command,
@@ -37,8 +39,6 @@ from handlers.registry import (
     collect,
     discover,
 )
-from handlers.i18n import Texts, compile_mo, parse_po, po_path
-from handlers.outbox import Outbox
 from utils.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

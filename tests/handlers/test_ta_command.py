@@ -16,8 +16,7 @@ import pytest
 from core.services import Services
 from handlers.host import HostOptions, build_application, serve
 from jobs.market_worker import live_market
-from tests.conftest import shared_file
-from tests.fakes.binance import eventually
+from tests.conftest import eventually, shared_file
 from tests.fakes.binance_market import FakeBinanceMarket
 from tests.fakes.telegram import FakeTelegram
 from tests.handlers.test_telegram_e2e import (

@@ -17,7 +17,7 @@ import os
 import signal
 import sqlite3
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from handlers.common import DEPS_KEY
 from handlers.host import HostOptions, build_application, serve
 from handlers.registry import collect, discover
 from jobs.daily_report import daily_report
+from tests.conftest import eventually
 from tests.fakes.telegram import FakeTelegram, Sent
 from utils.log_setup import setup_logging
 from utils.settings import Settings
@@ -42,13 +43,6 @@ ADMIN, ADMIN2, STRANGER = 111_111, 222_222, 999_999
 REPLAY = "btcusdt_20240808.gz"
 
 
-async def eventually(cond: Callable[[], object], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 class Clock:
@@ -390,6 +384,9 @@ async def test_unauthorized_user_gets_no_answer_at_all(tmp_path, data_dir):
 async def test_ta_in_a_replay_reads_the_engine_candles_with_the_same_verdict(tmp_path, data_dir):
     async with running_bot(tmp_path, data_dir) as bot:
         verdict = bot.engine.trending.verdict("BTCUSDT")
+        # /ta analyses in a spawned worker process; wait until the bot's worker is up (it
+        # imports NumPy, TA-Lib and matplotlib: seconds on a loaded machine) before timing it.
+        await asyncio.wrap_future(bot.services.market.analyser.executor.submit(int))
         text, photo = await bot.command("/ta btcusdt", expect=2)
         assert text.text.startswith(f"<b>BTCUSDT 5s</b>: {verdict.bias} (")
         assert "<pre>tf" in text.text and "RSI" in text.text
@@ -518,7 +515,7 @@ async def test_outage_during_alerts_delays_but_loses_nothing(tmp_path, data_dir)
             delivered = bot.fake.texts_to(admin)[before[admin]:]
             alerts = [x for x in delivered if not x.startswith("Market feed")]
             assert len(alerts) == len(expected)
-            for got, want in zip(alerts, expected):
+            for got, want in zip(alerts, expected, strict=False):
                 assert want.replace(">", "&gt;") in got
             assert delivered[-1].startswith("Market feed finished")
 

@@ -92,7 +92,7 @@ def test_json_lines_are_parseable_records(capture):
     log = logging.getLogger("core.ordering")
     log.warning("phase %s -> %s", "FLAT", "ENTERING")
     try:
-        1 / 0
+        _ = 1 / 0
     except ZeroDivisionError:
         log.exception("boom")
     records = [orjson.loads(line) for line in stream.getvalue().splitlines()]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core.runner import build_services
-from tests.conftest import shared_file
-from tests.fakes.binance import eventually
+from bootstrap import build_services
+from tests.conftest import eventually, shared_file
 from utils.settings import load_settings
 from web.status_server import Metric, StatusServer
 
@@ -25,7 +24,7 @@ async def test_paper_run_serves_health_and_metrics(tmp_path):
                               speed=0)
     await services.start()
     try:
-        port = services.status_server.port
+        port = next(c for c in services.components if isinstance(c, StatusServer)).port
         await services.wait_feed()
         await eventually(lambda: services.engine.ledger.trades, timeout=5)
         status, body = await get(port, "/healthz")

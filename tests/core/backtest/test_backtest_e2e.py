@@ -7,13 +7,12 @@ from decimal import Decimal
 
 import pytest
 
+from core.backtest.report import check_invariants, compute_stats, to_json
 from core.backtest.runner import BacktestError, run_backtest
 from core.event_bus import EventBus
-from core.events import BalanceUpdate
+from core.events import BalanceUpdate, ExitReason
 from core.paper import PaperExchange
 from core.replay.source import ReplaySource
-from core.events import ExitReason
-from core.backtest.report import check_invariants, compute_stats, to_json
 from main import main
 from tests.conftest import shared_file
 from utils.settings import load_settings

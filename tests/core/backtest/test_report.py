@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.events import ClosedTrade, ExitReason, Side
+from core.backtest.chart import render_backtest_chart
 from core.backtest.report import (
     BacktestResult,
     InvariantError,
@@ -18,7 +18,8 @@ from core.backtest.report import (
     to_json,
     write_json,
 )
-from utils.charts import render_backtest_chart, render_equity_curve, write_chart
+from core.events import ClosedTrade, ExitReason, Side
+from utils.charts import render_equity_curve, write_chart
 
 H = 3_600_000
 T0 = 1_722_000_000_000  # 2024-07-26 UTC
@@ -164,7 +165,7 @@ def test_sharpe_uses_fixed_period_when_sampling_is_irregular():
         curve += [(T0 + i * H, v), (T0 + i * H + H // 2, v)]
     r = result([], initial="100", final="100", curve=curve, first=T0, last=curve[-1][0])
     halfhour = [0.0]  # each hour: flat first half, the move lands on the next full hour
-    for a, b in zip(hourly, hourly[1:]):
+    for a, b in zip(hourly, hourly[1:], strict=False):
         halfhour += [b / a - 1, 0.0]
     expected = statistics.mean(halfhour) / statistics.stdev(halfhour) * math.sqrt(365 * 48)
     assert compute_stats(r).sharpe == pytest.approx(expected, rel=1e-9)
@@ -196,7 +197,7 @@ def test_json_schema_is_exact(tmp_path):
     assert doc["data"] == {"files": ["btcusdt_20240808.gz"], "events": 1_000,
                            "first_ts_ms": T0, "last_ts_ms": T0 + 10 * H}
     assert D(doc["initial_balance"]) == D("1000") and D(doc["final_balance"]) == D("1009.13")
-    for src, row in zip(trades, doc["trades"]):
+    for src, row in zip(trades, doc["trades"], strict=False):
         assert set(row) == TRADE_KEYS
         assert row["side"] in {"LONG", "SHORT"} and row["exit_reason"] == src.exit_reason.value
         assert type(row["entry_ts_ms"]) is int and type(row["exit_ts_ms"]) is int

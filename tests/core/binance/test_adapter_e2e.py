@@ -11,11 +11,19 @@ from pathlib import Path
 
 from core.binance.signing import Ed25519Signer
 from core.events import (
-    ConnectionStatus, ExitReason, OrderRequest, OrderStatus, OrderType, OrderUpdate,
-    PositionOpened, ProtectiveOrderUpdate, Side, SignalRejected,
+    ConnectionStatus,
+    ExitReason,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionOpened,
+    ProtectiveOrderUpdate,
+    Side,
+    SignalRejected,
 )
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
 from tests.fakes.live_harness import LiveBot
 
 D = Decimal
@@ -40,14 +48,21 @@ async def test_full_trade_long_tp(fake: FakeBinance, tmp_path: Path) -> None:
         assert (opened.quantity, opened.entry_price) == (D("0.010"), D("68000.00"))
 
         fake.set_price("BTCUSDT", "69000")
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
-        await eventually(lambda: len(bot.engine.ledger.trades) == 1)
+
+        def kinds() -> set[tuple[str, str]]:
+            return {(p.kind, p.status) for p in bot.of(ProtectiveOrderUpdate)}
+
+        # Wait on the bot's own state (its phase, ledger, balance and the protective orders'
+        # updates it received), not on the fake's: the fake cancels the SL first and the bot
+        # hears of it a few milliseconds later.
+        await eventually(lambda: bot.phase == "FLAT" and len(bot.engine.ledger.trades) == 1
+                         and {("SL", "CANCELED"), ("TP", "FINISHED")} <= kinds()
+                         and bot.engine.balance.wallet("USDT") == D("10009.315"))
         trade = bot.engine.ledger.trades[0]
         assert trade.exit_reason is ExitReason.TP and trade.side is Side.LONG
         assert trade.gross_pnl == D("10.000") and trade.fees == D("0.685")
         assert bot.engine.balance.wallet("USDT") == fake.wallet_balance == D("10009.315")
-        kinds = {(p.kind, p.status) for p in bot.of(ProtectiveOrderUpdate)}
-        assert ("SL", "CANCELED") in kinds and ("TP", "FINISHED") in kinds
+        assert not bot.open_algos()
         assert fake.account.algos and all(a.status != "NEW" for a in fake.account.algos.values())
         assert bot.placed_orders() == 1
         assert bot.journal is not None and await bot.journal.flush()

@@ -14,12 +14,21 @@ from core.binance.adapter import SetupError
 from core.binance.live import live_connection_factory
 from core.engine import build_engine
 from core.events import (
-    AccountConfigChanged, EquitySnapshot, MarginCall, OrderRequest, OrderSide, OrderStatus,
-    OrderType, OrderUpdate, Side, StateChanged,
+    AccountConfigChanged,
+    EquitySnapshot,
+    MarginCall,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+    StateChanged,
 )
 from core.ports import Connection
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import AGG, fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import AGG
 from tests.fakes.live_harness import FAST, LiveBot, settings_for
 
 D = Decimal

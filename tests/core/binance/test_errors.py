@@ -7,10 +7,26 @@ import pickle
 import pytest
 
 from core.binance.errors import (
-    BadPrecision, ClockSkew, ExchangeError, Fatal, InsufficientMargin, InvalidListenKey, IpBanned,
-    MinNotionalRejected, NoChangeNeeded, OrderNotFound, PositionSideMismatch, PriceOutOfBounds,
-    Rejected, ReduceOnlyRejected, RetryLater, UnknownOutcome, UseAlgoOrder,
-    WouldImmediatelyTrigger, classify, timeout_error,
+    BadPrecision,
+    ClockSkew,
+    ExchangeError,
+    Fatal,
+    InsufficientMargin,
+    InvalidListenKey,
+    IpBanned,
+    MinNotionalRejected,
+    NoChangeNeeded,
+    OrderNotFound,
+    PositionSideMismatch,
+    PriceOutOfBounds,
+    ReduceOnlyRejected,
+    Rejected,
+    RetryLater,
+    UnknownOutcome,
+    UseAlgoOrder,
+    WouldImmediatelyTrigger,
+    classify,
+    timeout_error,
 )
 
 UNKNOWN_503 = "Unknown error, please check your request or try again later."

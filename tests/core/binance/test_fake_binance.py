@@ -13,7 +13,12 @@ import pytest
 import websockets
 
 from core.binance.errors import (
-    ClockSkew, Fatal, InvalidListenKey, NoChangeNeeded, UseAlgoOrder, WouldImmediatelyTrigger,
+    ClockSkew,
+    Fatal,
+    InvalidListenKey,
+    NoChangeNeeded,
+    UseAlgoOrder,
+    WouldImmediatelyTrigger,
     classify,
 )
 from core.binance.models import AlgoStatus, AlgoUpdate, TradeLite
@@ -22,8 +27,15 @@ from core.binance.signing import Ed25519Signer, HmacSigner, sign_ws_params, sign
 from core.events import MarketTick, OrderStatus, OrderUpdate
 from core.filters import parse_exchange_info
 from tests.fakes.binance import FakeBinance
-from tests.fakes.binance_client import (  # noqa: F401  (fixtures)
-    AGG, BOOK, Events, WsApi, fake, http, local_ms, market_order, open_session, rest,
+from tests.fakes.binance_client import (
+    AGG,
+    BOOK,
+    Events,
+    WsApi,
+    local_ms,
+    market_order,
+    open_session,
+    rest,
     rest_error,
 )
 from tests.fakes.binance_ws import stream_route

@@ -12,15 +12,28 @@ import pytest
 import websockets
 
 from core.binance.errors import (
-    ClockSkew, InsufficientMargin, InvalidListenKey, IpBanned, MinNotionalRejected, RetryLater,
-    UnknownOutcome, WouldImmediatelyTrigger,
+    ClockSkew,
+    InsufficientMargin,
+    InvalidListenKey,
+    IpBanned,
+    MinNotionalRejected,
+    RetryLater,
+    UnknownOutcome,
+    WouldImmediatelyTrigger,
 )
 from core.binance.models import ListenKeyExpired
 from core.binance.parse import parse_user_event
 from core.events import OrderStatus
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import (  # noqa: F401  (fixtures)
-    AGG, Events, WsApi, fake, http, market_order, open_session, rest, rest_error,
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import (
+    AGG,
+    Events,
+    WsApi,
+    market_order,
+    open_session,
+    rest,
+    rest_error,
 )
 
 D = Decimal

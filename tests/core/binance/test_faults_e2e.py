@@ -10,12 +10,19 @@ import pytest
 
 from core.binance.errors import IpBanned
 from core.events import (
-    CloseRequest, EngineError, ExitReason, OrderRequest, OrderStatus, OrderUpdate,
+    CloseRequest,
+    EngineError,
+    ExitReason,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
     PositionOpened,
-    ProtectiveOrderUpdate, RateLimitBackoff, Side,
+    ProtectiveOrderUpdate,
+    RateLimitBackoff,
+    Side,
 )
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
 from tests.fakes.live_harness import LiveBot
 
 D = Decimal

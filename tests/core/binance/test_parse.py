@@ -10,15 +10,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from core.binance.models import AlgoStatus, AlgoUpdate, TradeLite
 from core.binance.parse import (
-    parse_account_update, parse_algo_order_result, parse_algo_update, parse_market_event,
-    parse_order_result, parse_order_trade_update, parse_rate_limits, parse_user_event,
+    parse_account_update,
+    parse_algo_order_result,
+    parse_algo_update,
+    parse_market_event,
+    parse_order_result,
+    parse_order_trade_update,
+    parse_rate_limits,
+    parse_user_event,
     parse_ws_api_response,
 )
 from core.events import (
-    BalanceUpdate, BookTicker, Candle, MarketTick, MarkPrice, OrderSide, OrderStatus, OrderType,
-    OrderUpdate, PositionUpdate,
+    BalanceUpdate,
+    BookTicker,
+    Candle,
+    MarketTick,
+    MarkPrice,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
 )
 from core.filters import parse_exchange_info
 

@@ -16,9 +16,17 @@ from hypothesis import strategies as st
 
 from core.binance.models import ListenKeyExpired
 from core.binance.parse import (
-    ParseError, parse_account_config_update, parse_account_update, parse_algo_update,
-    parse_listen_key_expired, parse_margin_call, parse_market_event, parse_order_trade_update,
-    parse_rate_limits, parse_user_event, parse_ws_api_response,
+    ParseError,
+    parse_account_config_update,
+    parse_account_update,
+    parse_algo_update,
+    parse_listen_key_expired,
+    parse_margin_call,
+    parse_market_event,
+    parse_order_trade_update,
+    parse_rate_limits,
+    parse_user_event,
+    parse_ws_api_response,
 )
 from core.events import OrderStatus
 

@@ -15,7 +15,6 @@ from core.binance.rest import RestClient
 from core.binance.signing import HmacSigner
 from core.events import RateLimitBackoff
 from tests.fakes.binance import FakeBinance
-from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
 from tests.fakes.binance_data import RATE_LIMITS
 
 
@@ -104,7 +103,7 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     b = Backoff(0.5, 4.0, rng=random.Random(1))
     delays = [b.next() for _ in range(6)]
     caps = [0.5, 1, 2, 4, 4, 4]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, caps))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, caps, strict=False))
     b.reset()
     assert b.next() <= 0.5
 

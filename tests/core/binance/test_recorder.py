@@ -10,8 +10,9 @@ from pathlib import Path
 from core.binance.parse_market import parse_market_event
 from core.binance.recorder import Recorder
 from core.replay.source import ReplaySource
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import AGG, BOOK, fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import AGG, BOOK
 
 MARK = {"e": "markPriceUpdate", "E": 1771263510300, "s": "BTCUSDT", "p": "68001.10",
         "ap": "68000.00", "P": "68002.00", "i": "68003.00", "r": "0.00010000",

@@ -8,11 +8,16 @@ from decimal import Decimal
 from pathlib import Path
 
 from core.events import (
-    ExitReason, OrderUpdate, PositionAdopted, PositionOpened, PositionPhase, Side,
+    ExitReason,
+    OrderUpdate,
+    PositionAdopted,
+    PositionOpened,
+    PositionPhase,
+    Side,
 )
 from core.state import EngineState, TrackedOrder
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
 from tests.fakes.live_harness import LiveBot
 
 D = Decimal

@@ -12,8 +12,8 @@ import pytest
 from core.binance.adapter import SetupError
 from core.binance.errors import ExchangeError
 from core.events import EngineError, Side
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
 from tests.fakes.live_harness import LiveBot, settings_for
 
 HEX64 = re.compile(r"[0-9a-f]{64}")

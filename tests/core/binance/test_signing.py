@@ -16,8 +16,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from core.binance.signing import (
-    Ed25519Signer, HmacSigner, KeyFileError, Signer, ed25519_signature, hmac_signature,
-    load_ed25519_key, rest_query, sign_ws_params, signed_rest_query, ws_api_payload,
+    Ed25519Signer,
+    HmacSigner,
+    KeyFileError,
+    Signer,
+    ed25519_signature,
+    hmac_signature,
+    load_ed25519_key,
+    rest_query,
+    sign_ws_params,
+    signed_rest_query,
+    ws_api_payload,
 )
 from core.events import OrderSide
 

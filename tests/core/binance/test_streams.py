@@ -12,13 +12,18 @@ import pytest
 
 from core.binance.live import live_connection_factory
 from core.binance.streams import (
-    ControlRate, MarketStreams, connection_urls, route_of, stream_names,
+    ControlRate,
+    MarketStreams,
+    connection_urls,
+    route_of,
+    stream_names,
 )
 from core.engine import build_engine
 from core.events import BookTicker, ConnectionStatus, MarketTick, MarkPrice
 from core.paper import PaperExchange
-from tests.fakes.binance import FakeBinance, eventually
-from tests.fakes.binance_client import AGG, BOOK, fake  # noqa: F401  (fixture)
+from tests.conftest import eventually
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_client import AGG, BOOK
 from utils.settings import load_settings
 
 MARK = {"e": "markPriceUpdate", "E": 1771263510000, "s": "BTCUSDT", "p": "68001.10",

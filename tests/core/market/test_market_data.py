@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import talib
 
+from core.binance.market_rest import MarketRest, WorkerBudget, klines_weight
 from core.binance.rate_limit import RateLimiter
 from core.binance.rest import RestClient
 from core.binance.streams import MarketStreams
 from core.engine import build_engine
 from core.market.data import MarketData, market_from_settings
-from core.binance.market_rest import MarketRest, WorkerBudget, klines_weight
+from core.market.indicators_ta import candles_to_arrays
 from core.market.series import (
     KlineSeries,
     NoMarketData,
@@ -31,12 +32,10 @@ from core.market.series import (
 )
 from core.market.ta_report import ta_report
 from handlers.cmd_market import answer_ta
-from jobs.market_worker import MarketWorker
-from tests.conftest import shared_file
-from tests.fakes.binance import eventually
-from tests.fakes.binance_market import FakeBinanceMarket, read_klines_csv
 from handlers.i18n import Texts
-from core.market.indicators_ta import candles_to_arrays
+from jobs.market_worker import MarketWorker
+from tests.conftest import eventually, shared_file
+from tests.fakes.binance_market import FakeBinanceMarket, read_klines_csv
 from utils.settings import Settings
 
 pytestmark = pytest.mark.realdata

@@ -8,8 +8,8 @@ from __future__ import annotations
 import gzip
 import zipfile
 from collections import Counter
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import orjson
@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick, MarkPrice
+from core.replay.csv_files import symbol_from_filename
 from core.replay.source import (
     ReplayError,
     ReplaySource,
@@ -26,7 +27,6 @@ from core.replay.source import (
     read_capture_lines,
     reorder,
 )
-from core.replay.csv_files import symbol_from_filename
 from tests.conftest import shared_file
 
 BTC24, ETH24, BTC23 = "btcusdt_20240808.gz", "ethusdt_20240808.gz", "btcusdt_20230405.dat.gz"
@@ -35,10 +35,10 @@ BNB, BOOK_CSV = "BNBUSDT-aggTrades-2023-06_9000Rows.csv", "BTCUSDT-bookTicker-20
 
 
 def utc_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-@lru_cache(maxsize=None)
+@cache
 def replay(name: str) -> tuple[tuple, ReplayStats]:
     source = ReplaySource([shared_file(name)])
     events = tuple(source)
@@ -46,7 +46,7 @@ def replay(name: str) -> tuple[tuple, ReplayStats]:
 
 
 def is_sorted(events) -> bool:
-    return all(a.ts_ms <= b.ts_ms for a, b in zip(events, events[1:]))
+    return all(a.ts_ms <= b.ts_ms for a, b in zip(events, events[1:], strict=False))
 
 
 def capture_line(payload: dict, stream: str | None = None, ts: int = 1723161255088169167) -> bytes:
@@ -168,7 +168,7 @@ def test_two_captures_merge_by_exchange_time(data_dir):
     assert is_sorted(merged)
     assert [e for e in merged if e.symbol == "BTCUSDT"] == list(replay(BTC24)[0])
     assert [e for e in merged if e.symbol == "ETHUSDT"] == list(replay(ETH24)[0])
-    switches = sum(a.symbol != b.symbol for a, b in zip(merged, merged[1:]))
+    switches = sum(a.symbol != b.symbol for a, b in zip(merged, merged[1:], strict=False))
     assert switches > 10_000  # interleaved, not concatenated
     assert source.stats.first_ts_ms == 1723161256311  # ETH's first bookTicker
     assert source.stats.files == [str(data_dir / BTC24), str(data_dir / ETH24)]

@@ -6,9 +6,9 @@ import pytest
 import talib
 
 from core.events import Candle
-from tests.conftest import shared_file
 from core.market.indicators_ta import candles_to_arrays, compute_indicators
 from core.strategies.indicators import Adx, Atr, Ema, WilderRma
+from tests.conftest import shared_file
 
 KLINES = "BTCUSDT-1m-2023-04-15.csv"
 REL = 1e-9
@@ -46,7 +46,7 @@ def ohlcv(candles):
 
 def feed(indicator, *columns) -> np.ndarray:
     """Run an incremental indicator over whole columns; None becomes NaN."""
-    out = [indicator.update(*map(float, bar)) for bar in zip(*columns)]
+    out = [indicator.update(*map(float, bar)) for bar in zip(*columns, strict=False)]
     return np.array([math.nan if v is None else v for v in out])
 
 
@@ -89,7 +89,7 @@ def test_candles_must_be_in_time_order():
 
 @pytest.mark.realdata
 def test_compute_indicators_equals_direct_talib_calls(ohlcv):
-    h, l, c, v = ohlcv.high, ohlcv.low, ohlcv.close, ohlcv.volume
+    h, lo, c, v = ohlcv.high, ohlcv.low, ohlcv.close, ohlcv.volume
     ind = compute_indicators(ohlcv)
     macd, signal, hist = talib.MACD(c, 12, 26, 9)
     upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
@@ -102,8 +102,8 @@ def test_compute_indicators_equals_direct_talib_calls(ohlcv):
         "ema20": talib.EMA(c, 20),
         "ema50": talib.EMA(c, 50),
         "ema200": talib.EMA(c, 200),
-        "adx": talib.ADX(h, l, c, 14),
-        "atr": talib.ATR(h, l, c, 14),
+        "adx": talib.ADX(h, lo, c, 14),
+        "atr": talib.ATR(h, lo, c, 14),
         "bb_upper": upper,
         "bb_middle": middle,
         "bb_lower": lower,
@@ -172,34 +172,34 @@ def test_incremental_ema_equals_talib(ohlcv, period):
 @pytest.mark.realdata
 @pytest.mark.parametrize("period", [1, 2, 5, 14, 50])
 def test_incremental_atr_equals_talib(ohlcv, period):
-    h, l, c = ohlcv.high, ohlcv.low, ohlcv.close
-    assert_matches_talib(feed(Atr(period), h, l, c), talib.ATR(h, l, c, period))
+    h, lo, c = ohlcv.high, ohlcv.low, ohlcv.close
+    assert_matches_talib(feed(Atr(period), h, lo, c), talib.ATR(h, lo, c, period))
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("period", [2, 5, 14, 30, 100])
 def test_incremental_adx_and_di_equal_talib(ohlcv, period):
-    h, l, c = ohlcv.high, ohlcv.low, ohlcv.close
+    h, lo, c = ohlcv.high, ohlcv.low, ohlcv.close
     adx = Adx(period)
     got, plus, minus = [], [], []
-    for bar in zip(h, l, c):
+    for bar in zip(h, lo, c, strict=False):
         value = adx.update(*map(float, bar))
         got.append(math.nan if value is None else value)
         plus.append(math.nan if adx.plus_di is None else adx.plus_di)
         minus.append(math.nan if adx.minus_di is None else adx.minus_di)
-    assert_matches_talib(np.array(got), talib.ADX(h, l, c, period))
-    assert_matches_talib(np.array(plus), talib.PLUS_DI(h, l, c, period))
-    assert_matches_talib(np.array(minus), talib.MINUS_DI(h, l, c, period))
+    assert_matches_talib(np.array(got), talib.ADX(h, lo, c, period))
+    assert_matches_talib(np.array(plus), talib.PLUS_DI(h, lo, c, period))
+    assert_matches_talib(np.array(minus), talib.MINUS_DI(h, lo, c, period))
     assert adx.value == got[-1]
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("period", [3, 14])
 def test_wilder_rma_of_true_range_is_atr(ohlcv, period):
-    h, l, c = ohlcv.high, ohlcv.low, ohlcv.close
-    true_range = talib.TRANGE(h, l, c)[1:]  # no true range on the first bar
+    h, lo, c = ohlcv.high, ohlcv.low, ohlcv.close
+    true_range = talib.TRANGE(h, lo, c)[1:]  # no true range on the first bar
     got = feed(WilderRma(period), true_range)
-    assert_matches_talib(got, talib.ATR(h, l, c, period)[1:])
+    assert_matches_talib(got, talib.ATR(h, lo, c, period)[1:])
 
 
 def test_adx_matches_talib_through_flat_bars_and_exact_ties():

@@ -1,4 +1,6 @@
-"""``main.py run``: the engine hosted in one asyncio process.
+"""The composition root: builds every concrete object of ``main.py run`` (engine, exchange
+connection, journal, market feed and worker, HTTP status server, Telegram host) and runs them
+in one asyncio process. Nothing under ``core/`` builds a front-end or a job; they are made here.
 
 Market data comes from ``--replay`` files (paper mode; paced at N x real time, or as fast as
 possible with speed 0) or from Binance's market streams (TRADING_MODE paper, testnet, live; the
@@ -20,11 +22,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from core.alerts import ConsoleNotifier
-from core.services import RunError, Services, feed_replay, replay_feed
+from core.services import RunError, Services, replay_feed
 from utils.log_setup import add_secret
 from utils.settings import Settings
 
-__all__ = ["RunError", "feed_replay", "run_bot"]
+__all__ = ["RunError", "build_services", "run_bot"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ logger = logging.getLogger(__name__)
 def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: float) -> Services:
     """The engine, journal and market feed for ``main.py run``: recorded files with
     ``--replay`` (paper only), else Binance's market streams with the paper exchange (paper) or
-    the Binance connection (testnet, live), plus the market-data worker.
+    the Binance connection (testnet, live), plus the market-data worker; with HTTP_PORT set,
+    the status server (/healthz, /metrics) starts and stops with the services.
 
     Raises:
         RunError: a mode or data source this build cannot run.
@@ -47,17 +50,25 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
             raise RunError(f"--replay runs in paper mode only (TRADING_MODE is "
                            f"{settings.trading_mode})")
         feed = replay_feed(replay, speed=speed, reorder_ms=settings.replay_reorder_ms)
-        return Services(settings, feed=feed, persist=True)
-    from core.binance.adapter import SetupError
-    from core.binance.live import live_connection_factory
-    from jobs.market_worker import live_market
+        services = Services(settings, feed=feed, persist=True)
+    else:
+        from core.binance.adapter import SetupError
+        from core.binance.live import live_connection_factory
+        from jobs.market_worker import live_market
 
-    try:
-        live = live_connection_factory(settings)  # paper: market streams only, no keys
-    except SetupError as exc:
-        raise RunError(str(exc)) from None
-    return Services(settings, feed=live.feed, persist=True, market=live_market(settings),
-                    connection_factory=live.connection_factory)
+        try:
+            live = live_connection_factory(settings)  # paper: market streams only, no keys
+        except SetupError as exc:
+            raise RunError(str(exc)) from None
+        services = Services(settings, feed=live.feed, persist=True,
+                            market=live_market(settings),
+                            connection_factory=live.connection_factory)
+    if settings.http_port is not None:
+        from web.status_server import StatusServer
+
+        services.attach(StatusServer(services.health_check, services.metrics,
+                                     host=settings.http_host, port=settings.http_port))
+    return services
 
 
 async def run_bot(settings: Settings, *, replay: Sequence[str] | None, speed: float) -> int:
