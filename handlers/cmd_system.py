@@ -57,9 +57,9 @@ def health_text(context: ContextTypes.DEFAULT_TYPE) -> str:
         t("Journal: {pending} rows pending, {errors} write errors",
           pending=h["journal_pending"], errors=h["journal_write_errors"]),
         t("Event bus: {errors} handler errors", errors=h["bus_errors"]),
-        t("Telegram outbox: {pending} pending, {sent} sent, {dropped} dropped, {retries} retries",
-          pending=d.outbox.pending, sent=d.outbox.sent, dropped=d.outbox.dropped,
-          retries=d.outbox.retries),
+        t("Telegram outbox: {pending} pending, {sent} sent, {retries} retries, {dead} set aside "
+          "for good", pending=d.outbox.pending, sent=d.outbox.sent, retries=d.outbox.retries,
+          dead=d.outbox.dead_letters),
         t("Uptime: {uptime}", uptime=duration(time.monotonic() - d.started_monotonic)),
     ]
     return "\n".join(lines)

@@ -116,10 +116,22 @@ def build_application(settings: Settings, services: Services,
     ids = frozenset(settings.telegram_admin_ids)
     access = Access(admins=ids, users=ids)
     commands, callbacks = collect(discover())
-    outbox = Outbox(app.bot, settings.data_dir / "outbox.sqlite3", **options.outbox)
+    t = Texts(settings.bot_language)
+    outbox = Outbox(app.bot, settings.data_dir / "outbox.sqlite3",
+                    skipped_note=lambda name, mb: t(
+                        "{name} ({size} MB) is too large for Telegram and was not sent.",
+                        name=name, size=mb),
+                    **options.outbox)
+
+    def dead_letter_alert(msg: Any, reason: str) -> None:
+        outbox.broadcast(sorted(ids), t(
+            "A message to chat {chat} could not be delivered and was set aside ({reason}); "
+            "/health counts them.", chat=msg.chat_id, reason=reason[:200]), notice=True)
+
+    outbox.on_dead_letter = dead_letter_alert
     app.bot_data[DEPS_KEY] = Deps(
         settings=settings, services=services, outbox=outbox,
-        texts=Texts(settings.bot_language),
+        texts=t,
         confirmations=Confirmations(options.confirm_ttl_s, options.clock), access=access,
         project_root=options.project_root, commands=commands,
     )

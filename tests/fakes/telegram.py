@@ -74,6 +74,11 @@ class FakeTelegram:
     callback_answers: list[dict[str, str]] = field(default_factory=list)
     commands: list[dict] = field(default_factory=list)
     conflict: bool = False
+    #: uploads larger than this many bytes get HTTP 413 "Request Entity Too Large" (the Bot API
+    #: refuses files over 50 MB; tests use a small limit)
+    max_upload_bytes: int | None = None
+    #: chats whose user blocked the bot: every send answers 403
+    blocked_chats: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._updates: list[dict] = []
@@ -205,6 +210,13 @@ class FakeTelegram:
             record.status = 429
             return self._error(429, f"Too Many Requests: retry after {flood[1]}",
                                {"retry_after": flood[1]})
+        if self.max_upload_bytes is not None and any(
+                len(content) > self.max_upload_bytes for _, content in files.values()):
+            record.status = 413
+            return self._error(413, "Request Entity Too Large")
+        if params.get("chat_id") and int(params["chat_id"]) in self.blocked_chats:
+            record.status = 403
+            return self._error(403, "Forbidden: bot was blocked by the user")
         handler = getattr(self, "_m_" + method, None)
         if handler is None:
             record.status = 400

@@ -9,6 +9,7 @@ last tests use the real PTB ``Bot`` against the fake Bot API server (429 with re
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import deque
 from pathlib import Path
@@ -129,14 +130,88 @@ async def test_network_failures_back_off_exponentially_and_lose_nothing():
     assert [t for _, _, t in bot.delivered] == ["alert 0", "alert 1", "alert 2"]
 
 
-async def test_bad_request_and_forbidden_drop_only_that_message():
-    bot = ScriptedBot(BadRequest("Can't parse entities"), Forbidden("bot was blocked"))
-    outbox = make(bot)
-    for text in ("broken", "blocked", "fine"):
+async def test_bad_request_and_forbidden_set_aside_only_that_message():
+    bot = ScriptedBot(BadRequest("Chat not found"), Forbidden("bot was blocked"))
+    dead: list[tuple[int, str]] = []
+    outbox = make(bot, on_dead_letter=lambda msg, why: dead.append((msg.chat_id, why)))
+    for text in ("lost chat", "blocked", "fine"):
         outbox.send_text(9, text)
     await run_until_sent(outbox)
     assert [t for _, _, t in bot.delivered] == ["fine"]
     assert outbox.dropped == 2 and outbox.sent == 1 and outbox.pending == 0
+    assert [why.split(":")[0] for _, why in dead] == ["BadRequest", "Forbidden"]
+
+
+async def test_unparsable_html_is_resent_as_plain_text():
+    bot = ScriptedBot(BadRequest("Can't parse entities: unsupported start tag"))
+    outbox = make(bot)
+    outbox.send_text(9, "<b>PnL &amp; fees</b> <x>")
+    await run_until_sent(outbox)
+    assert [t for _, _, t in bot.delivered] == ["PnL & fees "]
+    assert "parse_mode" not in bot.kwargs[0]
+    assert outbox.dropped == 0
+
+
+async def test_message_is_not_modified_counts_as_delivered():
+    bot = ScriptedBot(BadRequest("Message is not modified"))
+    outbox = make(bot)
+    outbox.edit_text(9, 5, "same")
+    outbox.send_text(9, "next")
+    await run_until_sent(outbox)
+    assert [t for _, _, t in bot.delivered] == ["next"]
+    assert outbox.dropped == 0 and outbox.sent == 2
+
+
+class GatedBot(ScriptedBot):
+    """Holds the first send until ``gate`` is set, so a test can queue more meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = False
+
+    async def _call(self, method: str, chat_id: int, text: str, **kwargs) -> None:
+        if not self.gate.is_set():
+            self.waiting = True
+            await self.gate.wait()
+        await super()._call(method, chat_id, text, **kwargs)
+
+
+async def test_alerts_go_before_queued_replies():
+    bot = GatedBot()
+    outbox = make(bot)
+    for i in range(30):
+        outbox.send_text(1, f"reply {i}")
+    await outbox.start()
+    await eventually(lambda: bot.waiting)       # reply 0 is in flight
+    outbox.broadcast([1, 2], "ENTRY filled")
+    bot.gate.set()
+    assert await outbox.drain(3.0)
+    await outbox.stop()
+    texts = [t for _, _, t in bot.delivered]
+    assert texts[:3] == ["reply 0", "ENTRY filled", "ENTRY filled"]
+    assert [t for t in texts if t.startswith("reply")] == [f"reply {i}" for i in range(30)]
+
+
+async def test_file_bytes_wait_on_disk_not_in_memory(tmp_path):
+    outbox = make(ScriptedBot(), tmp_path / "outbox.sqlite3")
+    outbox.send_document(1, b"x" * 100_000, "big.txt")
+    outbox.send_photo(1, b"\x89PNG" * 1000, "chart")
+    assert [m.data for m in outbox.pending_messages()] == [None, None]
+    assert [m.size for m in outbox.pending_messages()] == [100_000, 4000]
+    await outbox.stop()
+
+
+async def test_queue_is_bounded_and_sets_aside_the_oldest_reply_first():
+    dead: list[str] = []
+    outbox = make(ScriptedBot(), max_pending=3,
+                  on_dead_letter=lambda msg, why: dead.append(msg.text))
+    outbox.broadcast([1], "alert")
+    for i in range(4):
+        outbox.send_text(1, f"reply {i}")
+    assert outbox.pending == 3
+    assert dead == ["reply 0", "reply 1"]
+    assert [m.text for m in outbox.pending_messages()] == ["alert", "reply 2", "reply 3"]
 
 
 async def test_per_chat_flood_limit_spaces_messages_after_the_burst():
@@ -262,3 +337,47 @@ async def test_real_bot_outage_with_http_500_then_recovery_delivers_in_order():
         assert outbox.retries >= 3 and outbox.dropped == 0
     finally:
         await fake.close()
+
+
+async def test_a_file_telegram_refuses_as_too_large_never_blocks_the_queue(tmp_path):
+    """413 Request Entity Too Large: zipped and retried once, then set aside with a note; the
+    messages behind it go out, an admin hears of it, and a restart does not bring it back."""
+    fake = FakeTelegram(TOKEN, max_upload_bytes=50_000)
+    await fake.start()
+    path = tmp_path / "outbox.sqlite3"
+    try:
+        bot = Bot(TOKEN, base_url=fake.base_url)
+        async with bot:
+            dead: list[str] = []
+            outbox = Outbox(bot, path, per_chat_rate=1000, per_chat_burst=1000,
+                            on_dead_letter=lambda msg, why: dead.append(why))
+            compressible = b"line of source code\n" * 20_000           # 400 kB, zips small
+            random_bytes = os.urandom(400_000)                # does not zip below 50 kB
+            outbox.send_document(42, compressible, "src.txt", "source")
+            outbox.send_document(42, random_bytes, "blob.bin", "blob")
+            outbox.send_text(42, "after the files")
+            await outbox.start()
+            assert await outbox.drain(5.0)
+            await outbox.stop()
+        docs = fake.sent_to(42, "sendDocument")
+        assert [d.filename for d in docs] == ["src.txt.zip"]
+        assert [m.text for m in fake.sent_to(42, "sendMessage")] == [
+            "after the files", "blob.bin.zip (0.4 MB) is too large for Telegram and was not sent."]
+        assert len(dead) == 1 and "Too Large" in dead[0]
+        again = Outbox(ScriptedBot(), path)
+        assert again.pending == 0 and again.dead_letters == 1
+        assert again.recent_dead_letters()[0].filename == "blob.bin.zip"
+        await again.stop()
+    finally:
+        await fake.close()
+
+
+async def test_a_sent_document_leaves_no_copy_in_the_outbox_files(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    bot = ScriptedBot()
+    outbox = make(bot, path)
+    marker = b"BINANCE_API_SECRET_LOOKALIKE_" + b"q" * 64
+    outbox.send_document(1, marker * 50, "export.txt")
+    await run_until_sent(outbox)
+    for file in tmp_path.iterdir():
+        assert marker not in file.read_bytes(), file.name
