@@ -1,12 +1,15 @@
 """/dar: the bot exports itself (the seed bot's habit): the project's file tree as a message, a zip
 of the source and one .txt with every source file, as documents.
 
-Never exported: ``.env*`` (except ``.env.example``), ``data/``, ``.venv/``, ``__pycache__``,
-VCS and tool caches, secret-looking files (keys, certificates), files over 1 MB. Text is passed
-through ``redact`` as a last line of defence, so a registered secret pasted into a source file
-still does not leave. The file list comes from ``git ls-files`` (tracked plus untracked, not
-ignored) when the project is a git checkout, else from a directory walk. Building runs in an
-executor.
+What is exported: only files tracked by git (``git ls-files --cached``: an untracked
+``prod.env`` or ``notes/credentials.txt`` never leaves). Without a git checkout (the Docker
+image) only source-looking files (``SOURCE_SUFFIXES``) found by a directory walk. From either
+list, never: ``.env*`` (except ``.env.example``), ``data/``, ``DATA_DIR`` wherever it is,
+``.venv/``, caches, key and certificate files (also extensionless ``id_*`` keys and any file
+whose first bytes are a PEM or OpenSSH private-key header), SQLite databases and their
+``-wal``/``-shm``/``-journal`` files, files over 1 MB. Text is passed through ``redact`` as a
+last line of defence, so a registered secret pasted into a source file still does not leave.
+Building runs in an executor.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ MAX_FILE_BYTES = 1_000_000
 EXCLUDED_DIRS = frozenset({"data", ".venv", "venv", "__pycache__", ".git", ".pytest_cache",
                            ".hypothesis", ".mypy_cache", ".ruff_cache", "node_modules", "out"})
 SECRET_PATTERNS = ("*.pem", "*.key", "*.p12", "*.pfx", "*.crt", "*.der", "id_rsa*", "id_ed25519*",
-                   "*.keystore", "*.jks", "*.kdbx", ".netrc", ".pypirc", "*.secret",
-                   "*secrets*.json", "*secrets*.y*ml", "*credentials*.json", "*.sqlite3",
-                   "*.sqlite", "*.db")
+                   "id_ecdsa*", "id_dsa*", "*.keystore", "*.jks", "*.kdbx", ".netrc", ".pypirc",
+                   "*.secret", "*secret*", "*credential*", "*password*", "*.env", "*.sqlite3",
+                   "*.sqlite", "*.db", "*-wal", "*-shm", "*-journal", "*.enc", "*.gpg", "*.asc")
+SOURCE_SUFFIXES = frozenset({".py", ".md", ".toml", ".po", ".txt", ".yml", ".yaml", ".cfg",
+                             ".ini", ".js", ".css", ".html", ".json", ".lock", ".example"})
+SOURCE_NAMES = frozenset({"Makefile", "Dockerfile", ".gitignore", ".dockerignore"})
+_KEY_HEADERS = (b"-----BEGIN", b"PuTTY-User-Key-File", b"openssh-key-v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +67,59 @@ def excluded(rel: str) -> bool:
     return any(fnmatch.fnmatch(name.lower(), pat) for pat in SECRET_PATTERNS)
 
 
-def list_files(root: Path) -> list[str]:
-    """Exportable files under ``root`` (relative POSIX paths, sorted)."""
-    names: list[str] | None = None
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                cwd=root, capture_output=True, timeout=20, check=True)
-            names = [n for n in out.stdout.decode("utf-8", "replace").split("\0") if n]
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.warning("git ls-files failed (%s); walking the directory", type(exc).__name__)
+def _tracked(root: Path) -> list[str] | None:
+    """Files git tracks under ``root``; None when ``root`` is not a git checkout."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=root,
+                             capture_output=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("git ls-files failed (%s); exporting source-looking files only",
+                       type(exc).__name__)
+        return None
+    return [n for n in out.stdout.decode("utf-8", "replace").split("\0") if n]
+
+
+def _walk_sources(root: Path) -> list[str]:
+    names: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS
+                             and not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(root)
+        names.extend((rel_dir / f).as_posix() for f in filenames
+                     if f in SOURCE_NAMES or PurePosixPath(f).suffix in SOURCE_SUFFIXES)
+    return names
+
+
+def _inside(path: Path, directory: Path | None) -> bool:
+    if directory is None:
+        return False
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _looks_like_key(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(64).lstrip()
+    except OSError:
+        return True
+    if head.startswith(b"-----BEGIN"):
+        return b"PRIVATE KEY" in head
+    return head.startswith(_KEY_HEADERS)
+
+
+def list_files(root: Path, data_dir: Path | None = None) -> list[str]:
+    """Exportable files under ``root`` (relative POSIX paths, sorted): tracked by git (or
+    source-looking without git), minus everything /dar must never export, ``data_dir`` (the
+    bot's DATA_DIR) included wherever it is."""
+    names = _tracked(root)
     if names is None:
-        names = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS)
-            rel_dir = Path(dirpath).relative_to(root)
-            names.extend((rel_dir / f).as_posix() for f in filenames)
+        names = _walk_sources(root)
     out_names = []
     for rel in sorted(set(names)):
         if excluded(rel):
@@ -86,6 +129,8 @@ def list_files(root: Path) -> list[str]:
             if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_FILE_BYTES:
                 continue
         except OSError:
+            continue
+        if _inside(path, data_dir) or _looks_like_key(path):
             continue
         out_names.append(rel)
     return out_names
@@ -115,9 +160,9 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def build_export(root: Path) -> Export:
+def build_export(root: Path, data_dir: Path | None = None) -> Export:
     """File list, tree, zip and concatenated text of the project at ``root`` (blocking)."""
-    files = list_files(root)
+    files = list_files(root, data_dir)
     zbuf = io.BytesIO()
     txt: list[str] = []
     kept: list[str] = []
@@ -145,7 +190,7 @@ async def dar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat
     if chat is None:
         return
-    export = await off_loop(build_export, d.project_root)
+    export = await off_loop(build_export, d.project_root, d.settings.data_dir)
     name = d.project_root.name or "project"
     reply(update, context, t("<b>{name}</b>: {count} files", name=name, count=len(export.files))
           + f"\n<pre>{escape(export.tree)}</pre>")

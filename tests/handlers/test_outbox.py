@@ -378,6 +378,12 @@ async def test_a_sent_document_leaves_no_copy_in_the_outbox_files(tmp_path):
     outbox = make(bot, path)
     marker = b"BINANCE_API_SECRET_LOOKALIKE_" + b"q" * 64
     outbox.send_document(1, marker * 50, "export.txt")
-    await run_until_sent(outbox)
+    outbox.send_text(1, "keeps the database open and busy")
+    await outbox.start()
+    assert await outbox.drain(3.0)
+    assert bot.kwargs[0]["document"].input_file_content == marker * 50
+    for file in tmp_path.iterdir():  # while the bot runs: database and WAL
+        assert marker not in file.read_bytes(), file.name
+    await outbox.stop()
     for file in tmp_path.iterdir():
         assert marker not in file.read_bytes(), file.name

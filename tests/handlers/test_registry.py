@@ -291,7 +291,8 @@ def test_alert_relay_escapes_broadcasts_and_folds_storms():
     ("data/journal.sqlite3", True), ("core/data/x.py", True), (".venv/lib/x.py", True),
     ("core/__pycache__/x.pyc", True), ("certs/tls.pem", True), ("id_rsa", True),
     ("deploy/api.key", True), ("core/engine.py", False), ("README.md", False),
-    ("core/keys.py", False),
+    ("core/keys.py", False), ("prod.env", True), ("notes/credentials.txt", True),
+    ("data.sqlite3-wal", True), ("journal.sqlite3-shm", True), ("id_ecdsa", True),
 ])
 def test_dar_exclusions(path, out):
     assert excluded(path) is out
@@ -303,11 +304,39 @@ def test_dar_walks_a_directory_without_git(tmp_path):
     (tmp_path / ".env").write_text("SECRET=1\n")
     (tmp_path / "huge.txt").write_bytes(b"y" * 1_000_001)
     (tmp_path / "logo.png").write_bytes(b"\x89PNG\0\0binary")
-    assert list_files(tmp_path) == ["logo.png", "pkg/a.py"]
+    assert list_files(tmp_path) == ["pkg/a.py"]  # without git: source-looking files only
     export = build_export(tmp_path)
     assert TOKEN.encode() not in export.zip_bytes and TOKEN.encode() not in export.txt_bytes
-    assert b"logo.png" not in export.txt_bytes  # binary files only in the zip
-    assert export.tree == "logo.png\npkg/\n  a.py"
+    assert export.tree == "pkg/\n  a.py"
+
+
+def test_dar_exports_only_tracked_files_and_never_the_data_dir_or_keys(tmp_path):
+    """Untracked files, DATA_DIR inside the project (state, ledger, SQLite WAL files), an
+    extensionless private key and a committed .env never leave, even when tracked."""
+    import subprocess
+
+    root = tmp_path / "proj"
+    (root / "core").mkdir(parents=True)
+    (root / "core" / "engine.py").write_text("ENGINE = 1\n")
+    (root / "README.md").write_text("# bot\n")
+    (root / ".env.production").write_text("BINANCE_API_SECRET=committed-by-mistake\n")
+    (root / "deploy_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n")
+    state = root / "state"
+    state.mkdir()
+    for name in ("state.json", "ledger.json", "journal.sqlite3-wal", "outbox.sqlite3-shm"):
+        (state / name).write_text("secret state")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=root, check=True)
+    (root / "prod.env").write_text("BINANCE_API_SECRET=live\n")        # untracked
+    (root / "notes").mkdir()
+    (root / "notes" / "credentials.txt").write_text("api secret: live\n")  # untracked
+    (root / "core" / "new.py").write_text("UNTRACKED = 1\n")            # untracked source
+    assert list_files(root, data_dir=state) == ["README.md", "core/engine.py"]
+    export = build_export(root, data_dir=state)
+    for leaked in (b"committed-by-mistake", b"PRIVATE KEY", b"secret state", b"live"):
+        assert leaked not in export.zip_bytes and leaked not in export.txt_bytes
 
 
 def test_error_summary_redacts_the_token_in_urls():

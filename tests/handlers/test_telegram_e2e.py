@@ -451,6 +451,10 @@ async def test_dar_exports_source_without_secrets(tmp_path, data_dir):
         assert "TOKEN = '***'" in text
         for forbidden in (".env.local", "journal", "PRIVATE KEY", "big.bin", ".pyc"):
             assert forbidden not in text and forbidden not in tree.text
+    outbox_files = [f for f in tmp_path.rglob("outbox.sqlite3*") if f.is_file()]
+    assert outbox_files  # the outbox really persisted on disk
+    for f in outbox_files:  # the sent export left no readable copy behind
+        assert b"ENGINE = 1" not in f.read_bytes(), f.name
 
 
 async def test_daily_report_job_sends_summary_and_chart_to_every_admin(tmp_path, data_dir):
