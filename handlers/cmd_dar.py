@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from handlers.common import deps, no_args, off_loop, reply
+from handlers.common import deps, no_args, off_loop, reply, reply_chat_id
 from handlers.outbox import escape
 from handlers.registry import Command
 from utils.log_setup import redact
@@ -187,16 +187,16 @@ async def dar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     no_args(context.args)
     d = deps(context)
     t = d.texts
-    chat = update.effective_chat
-    if chat is None:
+    chat_id = reply_chat_id(update)
+    if chat_id is None:
         return
     export = await off_loop(build_export, d.project_root, d.settings.data_dir)
     name = d.project_root.name or "project"
     reply(update, context, t("<b>{name}</b>: {count} files", name=name, count=len(export.files))
           + f"\n<pre>{escape(export.tree)}</pre>")
-    d.outbox.send_document(chat.id, export.zip_bytes, f"{name}.zip",
+    d.outbox.send_document(chat_id, export.zip_bytes, f"{name}.zip",
                            t("Source of {name} (zip)", name=name))
-    d.outbox.send_document(chat.id, export.txt_bytes, f"{name}.txt",
+    d.outbox.send_document(chat_id, export.txt_bytes, f"{name}.txt",
                            t("All source files of {name} in one text file", name=name))
 
 

@@ -21,7 +21,7 @@ from telegram.ext import ContextTypes
 from core.market.data import MarketData
 from core.market.series import NoMarketData, Piece, UnknownSymbol, WatchlistFull
 from core.market.ta_report import TaReport, ta_report
-from handlers.common import deps, num, reply, utc
+from handlers.common import deps, num, reply, reply_chat_id, utc
 from handlers.i18n import N_, Texts
 from handlers.registry import Command, UsageError
 
@@ -203,9 +203,9 @@ async def ta(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     answer = await answer_ta(d.services.market, d.texts, symbol, timeframe,
                              quote_asset=d.settings.quote_asset)
     reply(update, context, answer.text)
-    chat = update.effective_chat
-    if answer.chart is not None and chat is not None:
-        d.outbox.send_photo(chat.id, answer.chart, answer.caption, filename=answer.filename)
+    chat_id = reply_chat_id(update)
+    if answer.chart is not None and chat_id is not None:
+        d.outbox.send_photo(chat_id, answer.chart, answer.caption, filename=answer.filename)
 
 
 async def watch(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -21,6 +21,7 @@ from handlers.common import (
     off_loop,
     price,
     reply,
+    reply_chat_id,
     utc,
 )
 from handlers.registry import Command, UsageError
@@ -112,11 +113,11 @@ async def pnl(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if period not in PERIODS:
         raise UsageError(period)
     d = deps(context)
-    chat = update.effective_chat
-    if chat is None:
+    chat_id = reply_chat_id(update)
+    if chat_id is None:
         return
     since = period_start(period, d.services.now_ms())
-    await send_pnl(d, [chat.id], period, d.texts.plain("PnL ({period})", period=period), since)
+    await send_pnl(d, [chat_id], period, d.texts.plain("PnL ({period})", period=period), since)
 
 
 async def trades(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -14,7 +14,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from core.events import ExitReason, PositionPhase
-from handlers.common import Deps, deps, no_args, reply
+from handlers.common import Deps, deps, no_args, reply, reply_chat_id
 from handlers.confirm import PATTERN, Outcome
 from handlers.registry import Command
 from utils.log_setup import redact
@@ -55,10 +55,10 @@ def perform(d: Deps, action: str) -> str:
 def _ask(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, question: str) -> None:
     d = deps(context)
     t = d.texts
-    chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None:
+    chat_id, user = reply_chat_id(update), update.effective_user
+    if chat_id is None or user is None:
         return
-    confirm, cancel = d.confirmations.issue(action, chat.id, user.id)
+    confirm, cancel = d.confirmations.issue(action, chat_id, user.id)
     markup = InlineKeyboardMarkup([[
         InlineKeyboardButton(t.plain("Yes, /{action}", action=action), callback_data=confirm),
         InlineKeyboardButton(t.plain("Cancel"), callback_data=cancel),
@@ -121,9 +121,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     d = deps(context)
     t = d.texts
     user = update.effective_user
-    if not d.access.allowed(user.id if user else None, admin_only=True):
+    if user is None or not d.access.allowed(user.id, admin_only=True):
         return
-    outcome, action, confirmed = d.confirmations.take(query.data or "", chat.id)
+    outcome, action, confirmed = d.confirmations.take(query.data or "", chat.id, user.id)
     edit: str | None
     if outcome is Outcome.OK and confirmed:
         edit = perform(d, action)

@@ -4,6 +4,7 @@ outbox, and number/time formatting."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from handlers.registry import Access, Command, UsageError
 from utils.settings import Settings
 
 DEPS_KEY = "deps"
+_INT = re.compile(r"-?[0-9]{1,12}")
 
 T = TypeVar("T")
 
@@ -49,12 +51,24 @@ def deps(context: Any) -> Deps:
     return context.bot_data[DEPS_KEY]
 
 
+def reply_chat_id(update: Update) -> int | None:
+    """Where a reply goes: the private chat it came from, or, for a command sent in a group,
+    the sender's private chat (positions, balances and buttons are not for the whole group).
+    None when the update has no chat."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None:
+        return None
+    if chat.type == "private" or user is None:
+        return chat.id
+    return user.id
+
+
 def reply(update: Update, context: Any, text: str, *,
           markup: InlineKeyboardMarkup | None = None) -> None:
-    """Queue an HTML reply to the chat the update came from."""
-    chat = update.effective_chat
-    if chat is not None:
-        deps(context).outbox.send_text(chat.id, text, markup=markup)
+    """Queue an HTML reply, privately (``reply_chat_id``)."""
+    chat_id = reply_chat_id(update)
+    if chat_id is not None:
+        deps(context).outbox.send_text(chat_id, text, markup=markup)
 
 
 async def off_loop(func: Callable[..., T], *args: Any) -> T:
@@ -75,8 +89,10 @@ def int_arg(args: Sequence[str], index: int, default: int, lo: int, hi: int) -> 
     if len(args) <= index:
         return default
     text = args[index].strip()
-    if not text.lstrip("-").isdigit() or not lo <= int(text) <= hi:
-        raise UsageError(text)
+    # ASCII digits only, and few of them: int() of a 10,000-digit string raises ValueError and
+    # str.isdigit() accepts "²", which int() refuses
+    if not _INT.fullmatch(text) or not lo <= int(text) <= hi:
+        raise UsageError(text[:20])
     return int(text)
 
 

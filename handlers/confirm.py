@@ -33,7 +33,8 @@ class _Pending:
 
 
 class Confirmations:
-    """Issued nonces, each valid once for ``ttl_s`` seconds in the chat that asked."""
+    """Issued nonces, each valid once for ``ttl_s`` seconds, in the chat that asked, for the
+    user who asked."""
 
     def __init__(self, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
@@ -52,15 +53,17 @@ class Confirmations:
         assert len(confirm.encode()) <= MAX_CALLBACK_DATA
         return confirm, cancel
 
-    def take(self, data: str, chat_id: int) -> tuple[Outcome, str, bool]:
+    def take(self, data: str, chat_id: int, user_id: int) -> tuple[Outcome, str, bool]:
         """Consume the nonce in ``data``: ``(outcome, action, confirmed)``.
 
-        ``confirmed`` is False for the cancel button. The nonce is gone afterwards whatever the
-        outcome, so a replayed press is UNKNOWN.
+        ``confirmed`` is False for the cancel button. Only the user who asked may press: another
+        user's press (even an admin's) is UNKNOWN and leaves the nonce for its owner. Otherwise
+        the nonce is gone afterwards whatever the outcome, so a replayed press is UNKNOWN.
         """
         kind, action, nonce = (data.split(":", 2) + ["", ""])[:3]
         pending = self._pending.get(nonce)
-        if pending is None or pending.action != action or pending.chat_id != chat_id:
+        if (pending is None or pending.action != action or pending.chat_id != chat_id
+                or pending.user_id != user_id):
             return Outcome.UNKNOWN, action, False
         del self._pending[nonce]
         if self._clock() > pending.expires:

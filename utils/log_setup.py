@@ -25,7 +25,10 @@ from typing import IO, Any
 import orjson
 
 MASK = "***"
-MIN_SECRET_LEN = 4  # shorter values would blank out ordinary words and numbers
+#: Shorter values are refused: masking them would blank out ordinary words and numbers, and the
+#: pattern of blanks would reveal the secret (a key "USDT" turns every BTCUSDT into BTC***).
+#: Binance keys are 64 characters and Telegram tokens about 46; Settings refuses shorter ones.
+MIN_SECRET_LEN = 16
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Telegram bot token: <bot id>:<35 url-safe chars>
@@ -60,9 +63,11 @@ class _Redactor:
             if text in self._secrets:
                 return
             self._secrets.add(text)
-            # Longest first, so a secret containing another is masked whole.
+            # Longest first, so a secret containing another is masked whole; and only whole
+            # tokens: a secret is not masked inside a longer word or number.
             alternatives = sorted(self._secrets, key=len, reverse=True)
-            self._regex = re.compile("|".join(re.escape(s) for s in alternatives))
+            self._regex = re.compile(
+                "|".join(_whole(s) for s in alternatives))
 
     def __call__(self, text: str) -> str:
         regex = self._regex
@@ -73,12 +78,20 @@ class _Redactor:
         return text
 
 
+def _whole(secret: str) -> str:
+    """A regex for ``secret`` as a whole token: no letter or digit glued to either end."""
+    head = r"(?<![A-Za-z0-9])" if secret[0].isalnum() else ""
+    tail = r"(?![A-Za-z0-9])" if secret[-1].isalnum() else ""
+    return head + re.escape(secret) + tail
+
+
 _REDACTOR = _Redactor()
 
 
 def add_secret(value: Any) -> None:
-    """Register a secret (``str`` or pydantic ``SecretStr``) to be masked in every log line and
-    in ``redact``. None and values shorter than 4 characters are ignored."""
+    """Register a secret (``str`` or pydantic ``SecretStr``) to be masked, as a whole token, in
+    every log line and in ``redact``. None and values shorter than ``MIN_SECRET_LEN`` (16)
+    characters are ignored (Settings refuses such secrets at start-up)."""
     _REDACTOR.add(value)
 
 

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from utils.log_setup import MIN_SECRET_LEN
+
 TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 
 
@@ -166,6 +168,19 @@ class Settings(BaseSettings):
     market_ttl_symbols_s: float = Field(3600.0, gt=0, le=86_400)
     market_watchlist_max: int = Field(30, ge=1, le=100)
     market_analysis_executor: Literal["process", "thread"] = "process"
+
+    @field_validator("binance_api_key", "binance_api_secret", "telegram_bot_token")
+    @classmethod
+    def _check_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        # A short or everyday value cannot be masked in logs without revealing itself (every
+        # "USDT" would become "***"); real keys are 64 characters, bot tokens about 46.
+        if v is not None and v.get_secret_value():
+            text = v.get_secret_value().strip()
+            if len(text) < MIN_SECRET_LEN or text.upper() in _COMMON_WORDS:
+                raise ValueError(f"must be the real credential (at least {MIN_SECRET_LEN} "
+                                 "characters); a short or common value cannot be kept out of "
+                                 "logs")
+        return v
 
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
@@ -328,6 +343,9 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token"}
+_COMMON_WORDS = frozenset({"USDT", "BTCUSDT", "ETHUSDT", "BUSD", "TEST", "SECRET", "PASSWORD",
+                           "CHANGEME", "CHANGE_ME", "NONE", "NULL", "YOUR_API_KEY",
+                           "YOUR_API_SECRET", "XXXXXXXXXXXXXXXXXXXX"})
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -274,3 +274,12 @@ def test_settings_are_frozen(env):
     with pytest.raises(ValidationError, match="frozen"):
         s.leverage = 50  # type: ignore[misc]
     assert s.leverage == 5
+
+
+@pytest.mark.parametrize("value", ["USDT", "short-key", "password", "CHANGEME"])
+def test_a_short_or_common_secret_is_refused_without_echoing_it(value):
+    from utils.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as exc:
+        load_settings(binance_api_key=value)
+    assert "BINANCE_API_KEY" in str(exc.value) and value not in str(exc.value)

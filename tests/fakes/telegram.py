@@ -143,6 +143,8 @@ class FakeTelegram:
                 "language_code": "en"}
 
     def _chat(self, chat_id: int) -> dict:
+        if chat_id < 0:
+            return {"id": chat_id, "type": "supergroup", "title": f"group{-chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"user{chat_id}"}
 
     async def _push(self, update: dict) -> int:
@@ -153,25 +155,30 @@ class FakeTelegram:
             self._new_update.notify_all()
         return update_id
 
-    async def push_command(self, user_id: int, text: str) -> int:
-        """Queue a private-chat message from ``user_id``; a leading /command gets its entity."""
+    async def push_command(self, user_id: int, text: str, *, chat_id: int | None = None) -> int:
+        """Queue a message from ``user_id`` in their private chat (or in ``chat_id``, a group
+        when negative); a leading /command gets its entity."""
         message: dict[str, Any] = {
             "message_id": next(self._message_ids), "date": int(time.time()),
-            "chat": self._chat(user_id), "from": self._user(user_id), "text": text,
+            "chat": self._chat(user_id if chat_id is None else chat_id),
+            "from": self._user(user_id), "text": text,
         }
         if text.startswith("/"):
             length = len(text.split(" ", 1)[0])
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
         return await self._push({"message": message})
 
-    async def push_callback(self, user_id: int, data: str, message_id: int) -> str:
-        """Queue a button press on the bot's message ``message_id``; returns the query id."""
+    async def push_callback(self, user_id: int, data: str, message_id: int, *,
+                            chat_id: int | None = None) -> str:
+        """Queue a button press by ``user_id`` on the bot's message ``message_id`` in the
+        user's private chat (or ``chat_id``); returns the query id."""
         query_id = f"cq{next(self._cq_ids)}"
         await self._push({"callback_query": {
             "id": query_id, "from": self._user(user_id), "chat_instance": f"ci{user_id}",
             "data": data,
             "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": self._chat(user_id), "from": BOT_USER, "text": "prompt"},
+                        "chat": self._chat(user_id if chat_id is None else chat_id),
+                        "from": BOT_USER, "text": "prompt"},
         }})
         return query_id
 

@@ -37,6 +37,7 @@ from handlers.registry import (
     bot_commands,
     check_commands,
     collect,
+    UsageError,
     discover,
 )
 from utils.settings import SettingsError, load_settings
@@ -228,20 +229,21 @@ def test_confirmation_nonce_is_single_use_short_and_expires():
     yes, no = c.issue("close", chat_id=5, user_id=5)
     assert re.match(PATTERN, yes) and re.match(PATTERN, no)
     assert len(yes.encode()) <= MAX_CALLBACK_DATA
-    assert c.take(yes, chat_id=6) == (Outcome.UNKNOWN, "close", False)  # another chat
+    assert c.take(yes, chat_id=6, user_id=5) == (Outcome.UNKNOWN, "close", False)  # other chat
+    assert c.take(yes, chat_id=5, user_id=7) == (Outcome.UNKNOWN, "close", False)  # other admin
     clock.now += 60
-    assert c.take(yes, chat_id=5) == (Outcome.OK, "close", True)   # exactly at 60 s: valid
-    assert c.take(yes, chat_id=5) == (Outcome.UNKNOWN, "close", False)  # replayed
+    assert c.take(yes, chat_id=5, user_id=5) == (Outcome.OK, "close", True)  # at 60 s: valid
+    assert c.take(yes, chat_id=5, user_id=5) == (Outcome.UNKNOWN, "close", False)  # replayed
 
     yes, no = c.issue("flat", 5, 5)
     clock.now += 60.001
-    assert c.take(yes, 5) == (Outcome.EXPIRED, "flat", False)
-    assert c.take(no, 5)[0] is Outcome.UNKNOWN  # the pair shares its nonce
+    assert c.take(yes, 5, 5) == (Outcome.EXPIRED, "flat", False)
+    assert c.take(no, 5, 5)[0] is Outcome.UNKNOWN  # the pair shares its nonce
 
     yes, no = c.issue("flat", 5, 5)
-    assert c.take(no, 5) == (Outcome.OK, "flat", False)  # cancel
-    assert c.take(yes.replace("flat", "arm"), 5)[0] is Outcome.UNKNOWN
-    assert c.take("garbage", 5)[0] is Outcome.UNKNOWN
+    assert c.take(no, 5, 5) == (Outcome.OK, "flat", False)  # cancel
+    assert c.take(yes.replace("flat", "arm"), 5, 5)[0] is Outcome.UNKNOWN
+    assert c.take("garbage", 5, 5)[0] is Outcome.UNKNOWN
 
 
 def test_which_actions_ask_first():
@@ -379,3 +381,19 @@ def test_telegram_settings_parse_and_fail_with_one_readable_line(monkeypatch):
         monkeypatch.setenv("BOT_LANGUAGE", "en")
         monkeypatch.setenv("DAILY_REPORT_HOUR", "0")
         monkeypatch.delenv("TELEGRAM_API_BASE_URL", raising=False)
+
+
+@pytest.mark.parametrize("arg", ["9" * 10_000, "²", "١٢", "1e3", "", "-", "0x10", "51"])
+def test_numeric_arguments_are_bounded_and_ascii(arg):
+    from handlers.common import int_arg
+
+    with pytest.raises(UsageError) as exc:
+        int_arg([arg], 0, 10, 1, 50)
+    assert len(str(exc.value)) <= 20
+
+
+def test_numeric_arguments_in_range_are_read():
+    from handlers.common import int_arg
+
+    assert int_arg(["7"], 0, 10, 1, 50) == 7
+    assert int_arg([], 0, 10, 1, 50) == 10

@@ -94,9 +94,10 @@ class Bot:
         sent = self.fake.sent_to(user)[before:]
         return sent[:next(i for i, m in enumerate(sent) if m.text.startswith("<b>Health</b>"))]
 
-    async def press(self, data: str, message_id: int, *, user: int = ADMIN) -> str:
+    async def press(self, data: str, message_id: int, *, user: int = ADMIN,
+                    chat: int | None = None) -> str:
         """Press an inline button; wait for its answerCallbackQuery; return the answer text."""
-        query_id = await self.fake.push_callback(user, data, message_id)
+        query_id = await self.fake.push_callback(user, data, message_id, chat_id=chat)
         await eventually(lambda: any(a.get("callback_query_id") == query_id
                                      for a in self.fake.callback_answers))
         return next(a.get("text", "") for a in self.fake.callback_answers
@@ -379,6 +380,29 @@ async def test_unauthorized_user_gets_no_answer_at_all(tmp_path, data_dir):
         assert bot.engine.state.mode is EngineMode.ARMED
         # the admin's button still works: the stranger's press did not consume it
         assert await bot.press(yes_data, prompt.message_id) == "Done"
+
+
+async def test_commands_in_a_group_are_answered_privately(tmp_path, data_dir):
+    group = -100_555
+    async with running_bot(tmp_path, data_dir) as bot:
+        before = len(bot.fake.sent_to(ADMIN))
+        await bot.fake.push_command(ADMIN, "/status", chat_id=group)
+        await eventually(lambda: any(m.text.startswith("<b>Status</b>")
+                                     for m in bot.fake.sent_to(ADMIN)[before:]))
+        await bot.fake.push_command(ADMIN, "/close", chat_id=group)
+        await eventually(lambda: any(m.reply_markup for m in bot.fake.sent_to(ADMIN)[before:]))
+        assert bot.fake.sent_to(group) == []
+
+
+async def test_a_confirmation_works_only_for_the_admin_who_asked(tmp_path, data_dir):
+    async with running_bot(tmp_path, data_dir) as bot:
+        (prompt,) = await bot.command("/flat")
+        (_, yes_data), _ = buttons(prompt)
+        answer = await bot.press(yes_data, prompt.message_id, user=ADMIN2, chat=ADMIN)
+        assert answer == "This button is no longer valid."
+        assert bot.engine.state.mode is EngineMode.ARMED
+        assert await bot.press(yes_data, prompt.message_id) == "Done"  # still the owner's
+        assert bot.engine.state.mode is EngineMode.DISARMED
 
 
 async def test_ta_in_a_replay_reads_the_engine_candles_with_the_same_verdict(tmp_path, data_dir):

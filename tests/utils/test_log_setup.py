@@ -148,8 +148,18 @@ def test_redact_masks_known_secrets_and_patterns():
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/=.!",
-               min_size=12, max_size=64),
-       st.text(max_size=40), st.text(max_size=40))
-def test_any_registered_secret_is_absent(secret, before, after):
+               min_size=16, max_size=64),
+       st.text(max_size=40), st.text(max_size=40),
+       st.sampled_from([" ", "=", "/", '"', ":", "\n", "'", "&"]))
+def test_any_registered_secret_is_absent(secret, before, after, sep):
     add_secret(secret)
-    assert secret not in redact(before + secret + after + secret)
+    assert secret not in redact(before + sep + secret + sep + after + sep + secret)
+
+
+def test_redaction_masks_whole_tokens_only_and_ignores_short_secrets():
+    add_secret("USDT")  # too short to be a key: refused, never masked
+    assert redact("BTCUSDT 1 USDT") == "BTCUSDT 1 USDT"
+    secret = "Ab12Cd34Ef56Gh78Ij90"
+    add_secret(secret)
+    assert redact(f"key={secret}&x") == "key=***&x"
+    assert redact(f"x{secret}9") == f"x{secret}9"  # part of a longer token: not this secret
