@@ -172,7 +172,8 @@ class Outbox:
         self._max_pending = max(int(max_pending), 1)
         self.on_dead_letter = on_dead_letter
         self._skipped_note = skipped_note or (
-            lambda name, mb: f"{escape(name)} ({mb} MB) is too large for Telegram and was not sent.")
+            lambda name, mb: f"{escape(name)} ({mb} MB) is too large for Telegram and was not "
+                             "sent.")
         self._clock = clock
         self._sleep = sleep
         self._wake = asyncio.Event()

@@ -34,10 +34,10 @@ from handlers.outbox import Outbox
 from handlers.registry import (
     Access,
     Command,
+    UsageError,
     bot_commands,
     check_commands,
     collect,
-    UsageError,
     discover,
 )
 from utils.settings import SettingsError, load_settings
