@@ -1,7 +1,8 @@
 """dort5bot: composition root and command line.
 
     python main.py backtest DATA... [--symbol S] [--timeframe 5s] [--strategy ID]
-                   [--param k=v ...] [--balance 1000] [--json OUT] [--plot OUT.png]
+                   [--param k=v ...] [--timerange YYYYMMDD-YYYYMMDD] [--balance 1000]
+                   [--json OUT] [--plot OUT.png]
     python main.py strategies
     python main.py run [--replay DATA... [--speed N]]
     python main.py record --out data/FILE.gz [--symbols BTCUSDT,ETHUSDT] [--streams ...]
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="run the engine over recorded data, as fast as possible")
     bt.add_argument("data", nargs="+", help="data files (captures .gz, Binance CSVs)")
     bt.add_argument("--symbol", help="trade this symbol (default: SYMBOLS, else the data's)")
-    bt.add_argument("--timeframe", help="candle length, 1s..1h (e.g. 5s, 1m)")
+    bt.add_argument("--timeframe", help="candle length, 1s..1h (e.g. 5s, 1m); klines: their "
+                                        "own interval by default, or a multiple of it")
+    bt.add_argument("--timerange", help="cut the data, Freqtrade syntax YYYYMMDD-YYYYMMDD "
+                                        "(UTC, end exclusive; either side may be empty)")
     bt.add_argument("--strategy", help="a catalog id (see `main.py strategies`) or ensemble "
                                        "(default STRATEGY)")
     bt.add_argument("--param", action="append", default=[], metavar="K=V",
@@ -81,7 +85,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         overrides["initial_balance"] = args.balance
     overrides["trading_mode"] = "paper"
     settings = load_settings(**overrides)
-    result = run_backtest(settings, args.data, symbol=args.symbol, progress=stderr_progress())
+    asked = args.timeframe or overrides.get("timeframe")
+    result = run_backtest(settings, args.data, symbol=args.symbol, timeframe=asked,
+                          timerange=args.timerange, progress=stderr_progress())
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     stats = compute_stats(result)
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bootstrap import RunError
     from core.backtest.runner import BacktestError
+    from core.brackets import BracketError
     from core.replay.source import ReplayError
     from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError, StrategyError) as exc:
+            RunError, StrategyError, BracketError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -205,6 +205,7 @@ def build_engine(
     follow = FollowOrders(
         bus, price_source=settings.price_source, trailing_pct=settings.trailing_pct,
         activation_pct=settings.trailing_activation_pct, exit_on_reverse=settings.exit_on_reverse,
+        stale_ms=int(settings.price_stale_s * 1000),
     )
     ordering = Ordering(
         bus, connection, state, balance, max_notional=settings.max_notional,
@@ -219,7 +220,13 @@ def build_engine(
 
 
 def paper_from_settings(bus: EventBus, settings: Settings) -> PaperExchange:
-    """A PaperExchange configured from settings (fees and slippage are percents there)."""
+    """A PaperExchange configured from settings (fees and slippage are percents there).
+
+    Raises:
+        core.brackets.BracketError: LEVERAGE_BRACKETS_PATH is unreadable or malformed.
+    """
+    from core.brackets import load_leverage_brackets
+
     filters = None
     if settings.exchange_info_path is not None:
         import json
@@ -230,7 +237,9 @@ def paper_from_settings(bus: EventBus, settings: Settings) -> PaperExchange:
     paper = PaperExchange(
         bus, initial_balance=settings.initial_balance, leverage=settings.leverage,
         taker_fee=settings.taker_fee_pct / 100, maker_fee=settings.maker_fee_pct / 100,
-        slippage=settings.slippage_pct / 100, mmr=settings.maintenance_margin_pct / 100,
-        filters=filters, quote_asset=settings.quote_asset,
+        slippage=settings.slippage_pct / 100, slippage_ticks=settings.slippage_ticks,
+        mmr=settings.maintenance_margin_pct / 100, filters=filters,
+        brackets=load_leverage_brackets(settings.leverage_brackets_path),
+        stale_ms=int(settings.price_stale_s * 1000), quote_asset=settings.quote_asset,
     )
     return paper

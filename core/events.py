@@ -220,11 +220,15 @@ class TradeSignal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseRequest:
-    """Ask ORDERING to close the open position on ``symbol`` (reduce-only)."""
+    """Ask ORDERING to close the open position on ``symbol`` (reduce-only).
+
+    ``trigger_price`` (quote asset) is the level that fired an SL, TP or trailing stop; the
+    paper exchange never fills such an exit better than it. None for other exits."""
 
     symbol: str
     reason: ExitReason
     detail: str = ""
+    trigger_price: Decimal | None = None
     ts_ms: int
 
 
@@ -250,6 +254,7 @@ class OrderRequest:
     reduce_only: bool = False
     price: Decimal | None = None
     intent: str = "ENTRY"  # "ENTRY" or the ExitReason value of a closing order
+    trigger_price: Decimal | None = None  # the stop level behind a closing order (paper fills)
     ts_ms: int
 
 

@@ -6,12 +6,14 @@ Exit rules, checked on every price of the position's symbol:
 * Trailing stop (``trailing_pct`` > 0, percent): once the best price since entry has moved
   ``activation_pct`` percent in the position's favour, the stop trails ``trailing_pct`` percent
   behind that best price; it only fires when it is tighter than the SL.
+* Every level exit carries its level as ``CloseRequest.trigger_price`` (the paper exchange never
+  fills it better).
 * Reverse signal (``exit_on_reverse``): a TradeSignal in the opposite direction on the same
   symbol closes the position with reason SIGNAL.
 
 Price source: mark price (``MarkPrice``) by default, or last trade price (``price_source="last"``).
-With the mark source, a symbol whose data has no mark price yet is watched on last trade price
-until the first mark arrives. At most one ``CloseRequest`` is emitted per position; it is re-armed
+With the mark source, a symbol whose data has no mark price yet, or none for ``stale_ms`` (a gap
+in the data), is watched on last trade price until a mark arrives. At most one ``CloseRequest`` is emitted per position; it is re-armed
 only when ORDERING reports that the exit failed (phase EXITING -> OPEN).
 
 On the exchange, the same SL/TP stand as algo orders (live adapter); this is the second line.
@@ -37,13 +39,15 @@ from core.events import (
 
 
 class _Watch:
-    __slots__ = ("symbol", "long", "sl", "tp", "best", "trail_gap", "activate_at", "fired")
+    __slots__ = ("symbol", "long", "sl", "tp", "sl_d", "tp_d", "best", "trail_gap",
+                 "activate_at", "fired")
 
     def __init__(self, ev: PositionOpened, trailing_pct: float, activation_pct: float) -> None:
         self.symbol = ev.symbol
         self.long = ev.side is Side.LONG
         self.sl = float(ev.stop_loss) if ev.stop_loss > 0 else 0.0
         self.tp = float(ev.take_profit) if ev.take_profit > 0 else 0.0
+        self.sl_d, self.tp_d = ev.stop_loss, ev.take_profit
         entry = float(ev.entry_price)
         self.best = entry
         self.trail_gap = trailing_pct / 100.0
@@ -61,6 +65,7 @@ class FollowOrders:
         trailing_pct: trailing distance in percent (0 = off).
         activation_pct: favourable move in percent before the trail starts (0 = at once).
         exit_on_reverse: close on an opposite TradeSignal for the same symbol.
+        stale_ms: a mark price older than this (ms) no longer hides last trade prices.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class FollowOrders:
         trailing_pct: float = 0.0,
         activation_pct: float = 0.0,
         exit_on_reverse: bool = True,
+        stale_ms: int = 60_000,
     ) -> None:
         self._bus = bus
         self._use_mark = price_source == "mark"
@@ -78,7 +84,8 @@ class FollowOrders:
         self.activation_pct = activation_pct
         self.exit_on_reverse = exit_on_reverse
         self._watch: _Watch | None = None
-        self._mark_seen: set[str] = set()
+        self.stale_ms = stale_ms
+        self._mark_seen: dict[str, int] = {}  # symbol -> time of its latest mark price
         bus.subscribe(PositionOpened, self._on_opened)
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(StateChanged, self._on_state)
@@ -122,14 +129,16 @@ class FollowOrders:
         w = self._watch
         if w is None or w.fired or ev.symbol != w.symbol:
             return
-        if self._use_mark and ev.symbol in self._mark_seen:
-            return
+        if self._use_mark:
+            seen = self._mark_seen.get(ev.symbol)
+            if seen is not None and (not self.stale_ms or ev.ts_ms - seen <= self.stale_ms):
+                return
         self._check(w, ev.price, ev.ts_ms)
 
     def _on_mark(self, ev: MarkPrice) -> None:
         if not self._use_mark:
             return
-        self._mark_seen.add(ev.symbol)
+        self._mark_seen[ev.symbol] = ev.ts_ms
         w = self._watch
         if w is None or w.fired or ev.symbol != w.symbol:
             return
@@ -145,26 +154,28 @@ class FollowOrders:
     def _check(self, w: _Watch, price: float, ts_ms: int) -> None:
         if w.long:
             if w.sl and price <= w.sl:
-                return self._fire(w, ExitReason.SL, price, ts_ms)
+                return self._fire(w, ExitReason.SL, price, ts_ms, trigger=w.sl_d)
             if w.tp and price >= w.tp:
-                return self._fire(w, ExitReason.TP, price, ts_ms)
+                return self._fire(w, ExitReason.TP, price, ts_ms, trigger=w.tp_d)
             if w.trail_gap:
                 if price > w.best:
                     w.best = price
                 stop = self._trail_stop(w)
                 if stop and stop > w.sl and price <= stop:
-                    return self._fire(w, ExitReason.TRAILING, price, ts_ms)
+                    return self._fire(w, ExitReason.TRAILING, price, ts_ms,
+                                      trigger=Decimal(repr(stop)))
         else:
             if w.sl and price >= w.sl:
-                return self._fire(w, ExitReason.SL, price, ts_ms)
+                return self._fire(w, ExitReason.SL, price, ts_ms, trigger=w.sl_d)
             if w.tp and price <= w.tp:
-                return self._fire(w, ExitReason.TP, price, ts_ms)
+                return self._fire(w, ExitReason.TP, price, ts_ms, trigger=w.tp_d)
             if w.trail_gap:
                 if price < w.best:
                     w.best = price
                 stop = self._trail_stop(w)
                 if stop and (not w.sl or stop < w.sl) and price >= stop:
-                    return self._fire(w, ExitReason.TRAILING, price, ts_ms)
+                    return self._fire(w, ExitReason.TRAILING, price, ts_ms,
+                                      trigger=Decimal(repr(stop)))
         return None
 
     def _on_signal(self, sig: TradeSignal) -> None:
@@ -174,10 +185,11 @@ class FollowOrders:
             self._fire(w, ExitReason.SIGNAL, float(sig.entry_price), sig.ts_ms, sig.reason)
 
     def _fire(self, w: _Watch, reason: ExitReason, price: float, ts_ms: int,
-              detail: str = "") -> None:
+              detail: str = "", trigger: Decimal | None = None) -> None:
         w.fired = True
         self._bus.publish(CloseRequest(symbol=w.symbol, reason=reason,
-                                       detail=detail or f"at {price}", ts_ms=ts_ms))
+                                       detail=detail or f"at {price}", trigger_price=trigger,
+                                       ts_ms=ts_ms))
 
 
 def protective_levels(side: Side, entry: Decimal, sl_distance: Decimal,

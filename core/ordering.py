@@ -192,18 +192,19 @@ class Ordering:
             return
         if st.phase is EX:
             return  # already closing
-        self._start_exit(req.reason, req.ts_ms, req.detail)
+        self._start_exit(req.reason, req.ts_ms, req.detail, req.trigger_price)
 
-    def _start_exit(self, reason: ExitReason, ts_ms: int, detail: str = "") -> None:
+    def _start_exit(self, reason: ExitReason, ts_ms: int, detail: str = "",
+                    trigger_price: Decimal | None = None) -> None:
         st = self.state
         st.exit_attempts += 1
         self._transition("close_requested", ts_ms, f"{reason.value} {detail}".strip())
         assert st.side is not None, "a position being closed has a side"
         self._submit(st.symbol, st.side.exit_order_side, st.quantity, reason.value, ts_ms,
-                     reduce_only=True)
+                     reduce_only=True, trigger_price=trigger_price)
 
     def _submit(self, symbol, side, qty: Decimal, intent: str, ts_ms: int, *,
-                reduce_only: bool) -> None:
+                reduce_only: bool, trigger_price: Decimal | None = None) -> None:
         st = self.state
         cid = st.next_client_order_id("E" if intent == "ENTRY" else "X", ts_ms)
         st.orders[cid] = TrackedOrder(
@@ -213,7 +214,8 @@ class Ordering:
         st.save()  # recorded as submitted before sending: the fill may arrive first
         request = OrderRequest(
             symbol=symbol, side=side, order_type=OrderType.MARKET, quantity=qty,
-            client_order_id=cid, reduce_only=reduce_only, intent=intent, ts_ms=ts_ms,
+            client_order_id=cid, reduce_only=reduce_only, intent=intent,
+            trigger_price=trigger_price, ts_ms=ts_ms,
         )
         self._bus.publish(request)  # journal and ledger see it before any answer
         self._conn.submit_order(request)

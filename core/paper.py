@@ -6,20 +6,20 @@ NEW, then the account update, then the fill).
 
 Model (documented in README "Paper exchange"):
 
-* MARKET orders fill at once, whole, at the best ask (BUY) / best bid (SELL) of the latest
-  bookTicker when the data has one, else at the last trade price, moved against the order by
-  ``slippage`` (fraction) and rounded to the tick size away from the order's favour.
+* Prices and their expiry, executable prices and triggered exits: core/paper_prices.py. A
+  MARKET order fills at once, whole, at the executable price (a closing order carrying a
+  ``trigger_price`` never better than it), moved against the order by ``slippage_ticks`` ticks
+  plus ``slippage`` (fraction) and rounded to the tick size away from the order's favour.
+  No entry is accepted while the symbol's prices are older than ``stale_ms``.
 * Fees: taker fraction of the fill notional, charged in the margin asset at each fill.
-* One-way mode, isolated margin: margin = entry notional / leverage. Liquidation price
-  (maintenance margin rate ``mmr``, no bracket ``cum``): LONG ``(q*EP - M) / (q*(1 - mmr))``,
-  SHORT ``(q*EP + M) / (q*(1 + mmr))``. When the mark price (else the last price) crosses it, the
-  position is closed at that price; the margin left over goes as a liquidation clearance fee,
-  so a liquidation loses exactly the position's margin.
-* Funding: once exchange time reaches the next-funding time announced by ``markPrice`` (seen on
-  the next mark update or before any fill), a position held at that time pays
-  ``sign * q * mark * rate`` (longs pay a positive rate) with the latest mark and announced
-  rate. A ``FundingRate`` event (funding history file)
-  settles at the last known price.
+* One-way mode, isolated margin (core/paper_margin.py), booked to 8 decimals. The leverage must
+  be allowed by the leverage bracket of the position's notional (-2027 otherwise). When the mark
+  price (else the last price) reaches the liquidation price, the position is closed at it; the
+  margin left over goes as a liquidation clearance fee, so a liquidation loses exactly the
+  position's margin.
+* Funding (core/paper_funding.py): a settlement announced by ``markPrice`` or given by a funding
+  file (``FundingRate``) is charged once, on a position held at that time, at the mark price
+  when the data has one, else the last price.
 * LIMIT orders are not simulated: the engine sends MARKET orders only (rejected with a reason).
 """
 
@@ -28,11 +28,13 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from core.brackets import SymbolBrackets, flat_brackets
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
     BarTick,
     BookTicker,
+    Candle,
     EquitySnapshot,
     FundingRate,
     MarketTick,
@@ -45,6 +47,10 @@ from core.events import (
     PositionUpdate,
 )
 from core.filters import SymbolFilters, ceil_to_step, filters_for, floor_to_step
+from core.paper_funding import FundingSchedule, funding_payment
+from core.paper_margin import CENT, initial_margin
+from core.paper_margin import PaperPosition as _Position
+from core.paper_prices import MarketView
 
 logger = logging.getLogger(__name__)
 
@@ -56,30 +62,21 @@ def _dec(x: float) -> Decimal:
     return Decimal(repr(x))
 
 
-class _Position:
-    __slots__ = ("qty", "entry", "margin", "liq", "liq_f", "leverage", "opened_ms")
-
-    def __init__(self) -> None:
-        self.qty = ZERO  # signed
-        self.entry = ZERO
-        self.margin = ZERO
-        self.liq = ZERO
-        self.liq_f = 0.0
-        self.leverage = 1
-        self.opened_ms = 0
-
-
 class PaperExchange:
     """Simulated Binance USDⓈ-M account for paper trading and backtests.
 
     Args:
         bus: the engine's bus (market data in, order/position/balance events out).
         initial_balance: starting wallet in ``quote_asset`` (USDT).
-        leverage: leverage applied to new positions (1..symbol max).
+        leverage: leverage applied to new positions (1..the bracket's maximum).
         taker_fee: fraction (0.0005 = 0.05 %).
         slippage: fraction of price moved against every market fill (0.0001 = 1 bp).
-        mmr: maintenance margin rate, fraction (0.004 = 0.4 %).
+        slippage_ticks: whole ticks moved against every market fill, on top of ``slippage``.
+        mmr: maintenance margin rate (fraction) of a symbol without leverage brackets.
         filters: symbol rules; DEFAULT_FILTERS fill the gaps.
+        brackets: leverage brackets per symbol (core/brackets.py); a symbol without gets one
+            bracket of ``mmr`` and its filters' maximum leverage.
+        stale_ms: prices older than this are forgotten (core/paper_prices.py); 0 = never.
     """
 
     name = "paper"
@@ -93,8 +90,11 @@ class PaperExchange:
         taker_fee: Decimal = Decimal("0.0005"),
         maker_fee: Decimal = Decimal("0.0002"),
         slippage: Decimal = Decimal("0.0001"),
+        slippage_ticks: int = 0,
         mmr: Decimal = Decimal("0.004"),
         filters: dict[str, SymbolFilters] | None = None,
+        brackets: dict[str, SymbolBrackets] | None = None,
+        stale_ms: int = 60_000,
         quote_asset: str = "USDT",
     ) -> None:
         self._bus = bus
@@ -104,21 +104,21 @@ class PaperExchange:
         self.taker_fee = taker_fee
         self.maker_fee = maker_fee
         self.slippage = slippage
+        self.slippage_ticks = slippage_ticks
         self.mmr = mmr
         self._filters = filters or {}
+        self._brackets = dict(brackets or {})
         self.asset = quote_asset
         self._positions: dict[str, _Position] = {}
-        self._book: dict[str, tuple[float, float]] = {}
-        self._last: dict[str, float] = {}
-        self._mark: dict[str, float] = {}
-        self._funding: dict[str, tuple[float, int]] = {}  # symbol -> (rate, next funding ms)
-        self._settled: dict[str, int] = {}  # symbol -> last funding time settled
+        self.market = MarketView(stale_ms)
+        self._funding = FundingSchedule()
         self._order_seq = 0
         self._trade_seq = 0
         self.now_ms = 0
         bus.subscribe(BookTicker, self._on_book)
         bus.subscribe(MarketTick, self._on_tick)
-        bus.subscribe(BarTick, self._on_tick)
+        bus.subscribe(BarTick, self._on_bar_tick)
+        bus.subscribe(Candle, self._on_candle)
         bus.subscribe(MarkPrice, self._on_mark)
         bus.subscribe(FundingRate, self._on_funding_rate)
 
@@ -127,19 +127,27 @@ class PaperExchange:
     def filters(self, symbol: str) -> SymbolFilters:
         return filters_for(symbol, self._filters)
 
+    def brackets(self, symbol: str) -> SymbolBrackets:
+        """Leverage brackets of ``symbol`` (one flat bracket of ``mmr`` when unknown)."""
+        b = self._brackets.get(symbol)
+        if b is None:
+            max_lev = self.filters(symbol).max_leverage if symbol else 125
+            b = self._brackets[symbol] = flat_brackets(symbol, self.mmr, max_lev)
+        return b
+
     def reference_price(self, symbol: str) -> Decimal | None:
-        p = self._mark.get(symbol) or self._last.get(symbol)
+        p = self.market.reference(symbol)
         return _dec(p) if p else None
 
     def last_price(self, symbol: str) -> float | None:
-        return self._last.get(symbol)
+        return self.market.last_price(symbol)
 
     def submit_order(self, request: OrderRequest) -> None:
         """Fill a MARKET order now (events queued on the bus); anything else is rejected."""
         self._order_seq += 1
         oid = self._order_seq
         ts = max(request.ts_ms, self.now_ms)
-        reason = self._check(request)
+        reason = self._check(request, ts)
         if reason:
             self._publish(self._update(request, oid, OrderStatus.REJECTED, ts, reason=reason))
             return
@@ -162,7 +170,7 @@ class PaperExchange:
         total = ZERO
         for sym, p in self._positions.items():
             if p.qty:
-                price = self._mark.get(sym) or self._last.get(sym)
+                price = self.market.reference(sym)
                 if price:
                     total += (_dec(price) - p.entry) * p.qty
         return total
@@ -207,7 +215,7 @@ class PaperExchange:
             p = _Position()
             p.qty, p.entry, p.margin = Decimal(d["qty"]), Decimal(d["entry"]), Decimal(d["margin"])
             p.leverage, p.opened_ms = int(d["leverage"]), int(d.get("opened_ms", 0))
-            self._update_liq(p)
+            self._update_liq(sym, p)
             self._positions[sym] = p
 
     def publish_positions(self, ts_ms: int) -> None:
@@ -218,34 +226,43 @@ class PaperExchange:
     # ------------------------------------------------------------------ market data
 
     def _on_book(self, ev: BookTicker) -> None:
-        self._book[ev.symbol] = (ev.bid, ev.ask)
+        self.market.on_book(ev.symbol, ev.ts_ms, ev.bid, ev.ask)
         self.now_ms = ev.ts_ms
 
     def _on_tick(self, ev: MarketTick) -> None:
-        self._last[ev.symbol] = ev.price
+        self.market.on_trade(ev.symbol, ev.ts_ms, ev.price)
         self.now_ms = ev.ts_ms
-        if self._positions and ev.symbol not in self._mark:
+        if self._positions and not self.market.has_mark(ev.symbol):
             self._check_liquidation(ev.symbol, ev.price, ev.ts_ms)
+
+    def _on_bar_tick(self, ev: BarTick) -> None:
+        self.market.on_trade(ev.symbol, ev.ts_ms, ev.price, bar=True)
+        self.now_ms = ev.ts_ms
+        if self._positions and not self.market.has_mark(ev.symbol):
+            self._check_liquidation(ev.symbol, ev.price, ev.ts_ms)
+
+    def _on_candle(self, ev: Candle) -> None:
+        if ev.closed:
+            self.market.bar_closed(ev.symbol)
 
     def _on_mark(self, ev: MarkPrice) -> None:
         sym = ev.symbol
         self.now_ms = ev.ts_ms
         self._settle_due(sym, ev.ts_ms)  # a settlement the previous update announced
-        self._funding[sym] = (ev.funding_rate, ev.next_funding_ms)
-        self._mark[sym] = ev.mark_price
+        self._funding.announce(sym, ev.funding_rate, ev.next_funding_ms)
+        self.market.on_mark(sym, ev.ts_ms, ev.mark_price)
         self._settle_due(sym, ev.ts_ms)  # an update sent while its own settlement runs
         if self._positions:
             self._check_liquidation(sym, ev.mark_price, ev.ts_ms)
 
     def _on_funding_rate(self, ev: FundingRate) -> None:
-        self.now_ms = ev.ts_ms
-        price = self._mark.get(ev.symbol) or self._last.get(ev.symbol)
-        if price:
-            self._settle_funding(ev.symbol, ev.funding_rate, price, ev.ts_ms)
+        self.now_ms = max(self.now_ms, ev.ts_ms)
+        if self._funding.claim(ev.symbol, ev.ts_ms):
+            self._settle_funding(ev.symbol, ev.funding_rate, ev.ts_ms)
 
     # ------------------------------------------------------------------ internals
 
-    def _check(self, req: OrderRequest) -> str:
+    def _check(self, req: OrderRequest, ts: int) -> str:
         if req.order_type is not OrderType.MARKET:
             return "paper exchange fills MARKET orders only"
         try:
@@ -254,8 +271,8 @@ class PaperExchange:
             return str(exc.args[0])
         if req.quantity <= 0 or floor_to_step(req.quantity, f.market_step_size) != req.quantity:
             return f"quantity {req.quantity} is not a positive multiple of {f.market_step_size}"
-        ref = self._fill_price_f(req)
-        if ref is None:
+        price_f = self.market.executable(req.symbol, req.side is OrderSide.BUY)
+        if price_f is None:
             return f"no market price yet for {req.symbol}"
         pos = self._positions.get(req.symbol)
         held = pos.qty if pos else ZERO
@@ -265,55 +282,47 @@ class PaperExchange:
                 return "reduce-only order would not reduce the position (-2022)"
             if abs(signed) > abs(held):
                 return "reduce-only quantity exceeds the position (-2022)"
-        elif held != 0 and (held > 0) != (signed > 0):
+            return ""
+        if held != 0 and (held > 0) != (signed > 0):
             return "paper exchange does not reverse positions in one order; close first"
-        else:
-            price = _dec(ref) * (1 + self.slippage)  # worst fill price
-            need = req.quantity * price / self.leverage + req.quantity * price * self.taker_fee
-            if need > self.available():
-                return (f"margin is insufficient (-2019): need {need:.2f}, "
-                        f"have {self.available():.2f}")
+        if not self.market.fresh(req.symbol, ts):
+            return (f"no fresh price for {req.symbol}: the data has a gap "
+                    f"(prices older than {self.market.stale_ms // 1000} s are not executable)")
+        price = self._fill_price(req, f)  # worst fill price
+        notional = (abs(held) + req.quantity) * price
+        lev = pos.leverage if pos and pos.qty else self.leverage
+        allowed = self.brackets(req.symbol).max_leverage(notional)
+        if lev > allowed:
+            return (f"leverage {lev}x exceeds the {allowed}x the bracket of a {notional:.0f} "
+                    f"USDT notional allows (-2027)")
+        need = initial_margin(req.quantity * price, lev) + req.quantity * price * self.taker_fee
+        if need > self.available():
+            return f"margin is insufficient (-2019): need {need:.2f}, have {self.available():.2f}"
         return ""
 
-    def _fill_price_f(self, req: OrderRequest) -> float | None:
-        book = self._book.get(req.symbol)
-        if book is not None:
-            return book[1] if req.side is OrderSide.BUY else book[0]
-        return self._last.get(req.symbol)
+    def _fill_price(self, req: OrderRequest, f: SymbolFilters) -> Decimal:
+        buy = req.side is OrderSide.BUY
+        trigger = float(req.trigger_price) if req.trigger_price else None
+        raw = self.market.exit_price(req.symbol, buy, trigger) if req.reduce_only \
+            else self.market.executable(req.symbol, buy)
+        assert raw is not None  # _check saw a price
+        tick = f.tick_size
+        moved = self.slippage_ticks * tick
+        if buy:
+            return ceil_to_step(_dec(raw) * (1 + self.slippage) + moved, tick).quantize(tick)
+        price = floor_to_step(_dec(raw) * (1 - self.slippage) - moved, tick).quantize(tick)
+        return max(price, tick)
 
     def _fill(self, req: OrderRequest, oid: int, ts: int) -> None:
         self._settle_due(req.symbol, ts)
         f = self.filters(req.symbol)
-        ref = self._fill_price_f(req)
-        if ref is None:  # _check refused the order already
-            raise ValueError(f"no market price yet for {req.symbol}")
-        raw = _dec(ref)
-        if req.side is OrderSide.BUY:
-            price = ceil_to_step(raw * (1 + self.slippage), f.tick_size).quantize(f.tick_size)
-        else:
-            price = floor_to_step(raw * (1 - self.slippage), f.tick_size).quantize(f.tick_size)
+        price = self._fill_price(req, f)
         qty = req.quantity
-        fee = (qty * price * self.taker_fee).quantize(Decimal("0.00000001"))
+        fee = (qty * price * self.taker_fee).quantize(CENT)
         signed = qty if req.side is OrderSide.BUY else -qty
         pos = self._positions.setdefault(req.symbol, _Position())
-        realized = ZERO
-        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):  # open or add
-            new_qty = pos.qty + signed
-            pos.entry = (pos.entry * abs(pos.qty) + price * qty) / abs(new_qty)
-            if pos.qty == 0:
-                pos.opened_ms = ts
-                pos.leverage = self.leverage
-            pos.qty = new_qty
-            pos.margin += qty * price / pos.leverage
-        else:  # reduce or close
-            closed = min(qty, abs(pos.qty))
-            direction = 1 if pos.qty > 0 else -1
-            realized = (price - pos.entry) * closed * direction
-            pos.margin -= pos.margin * closed / abs(pos.qty)
-            pos.qty += signed
-        if pos.qty == 0:
-            pos.entry = pos.margin = ZERO
-        self._update_liq(pos)
+        realized = pos.apply_fill(signed, price, ts, self.leverage)
+        self._update_liq(req.symbol, pos)
         self.wallet += realized - fee
         self._trade_seq += 1
         self._publish(self._balance(ts, realized - fee, "ORDER"))
@@ -327,31 +336,23 @@ class PaperExchange:
         if pos.qty == 0:
             del self._positions[req.symbol]
 
-    def _update_liq(self, pos: _Position) -> None:
-        if pos.qty == 0:
-            pos.liq, pos.liq_f = ZERO, 0.0
-            return
-        q = abs(pos.qty)
-        if pos.qty > 0:
-            liq = (q * pos.entry - pos.margin) / (q * (1 - self.mmr))
-        else:
-            liq = (q * pos.entry + pos.margin) / (q * (1 + self.mmr))
-        pos.liq = max(liq, ZERO)
-        pos.liq_f = float(pos.liq)
+    def _update_liq(self, symbol: str, pos: _Position) -> None:
+        try:
+            tick: Decimal | None = self.filters(symbol).tick_size
+        except KeyError:
+            tick = None
+        pos.update_liquidation(self.brackets(symbol), tick)
 
     def _check_liquidation(self, symbol: str, price: float, ts: int) -> None:
         pos = self._positions.get(symbol)
-        if pos is None or not pos.qty:
-            return
-        if (pos.qty > 0 and price <= pos.liq_f) or (pos.qty < 0 and price >= pos.liq_f):
+        if pos is not None and pos.crossed(price):
             self._liquidate(symbol, pos, ts)
 
     def _liquidate(self, symbol: str, pos: _Position, ts: int) -> None:
         self._settle_due(symbol, ts)
-        f = self.filters(symbol)
-        price = pos.liq.quantize(f.tick_size)
+        price = pos.liq
         qty = abs(pos.qty)
-        realized = (price - pos.entry) * pos.qty
+        realized = ((price - pos.entry) * pos.qty).quantize(CENT)
         clearance = max(pos.margin + realized, ZERO)  # what is left of the margin
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
         self._order_seq += 1
@@ -362,7 +363,7 @@ class PaperExchange:
         )
         self.wallet += realized - clearance
         pos.qty = pos.entry = pos.margin = ZERO
-        self._update_liq(pos)
+        self._update_liq(symbol, pos)
         logger.warning("paper: %s liquidated at %s, lost %s", symbol, price, clearance - realized)
         self._publish(self._balance(ts, realized - clearance, "ORDER"))
         self._publish(self._position_update(symbol, pos, ts, "LIQUIDATION"))
@@ -381,18 +382,18 @@ class PaperExchange:
         Called on mark updates and before any fill, so a position closed right after the
         settlement time, before the next mark update reveals it, still pays.
         """
-        rate, t = self._funding.get(symbol, (0.0, 0))
-        if t and now >= t and t > self._settled.get(symbol, 0):
-            self._settled[symbol] = t
-            price = self._mark.get(symbol) or self._last.get(symbol)
-            if price:
-                self._settle_funding(symbol, rate, price, t)
+        due = self._funding.due(symbol, now)
+        if due is not None:
+            self._settle_funding(symbol, due[0], due[1])
 
-    def _settle_funding(self, symbol: str, rate: float, price: float, ts: int) -> None:
+    def _settle_funding(self, symbol: str, rate: float, ts: int) -> None:
         pos = self._positions.get(symbol)
         if pos is None or not pos.qty or not rate or pos.opened_ms > ts:
             return  # only a position held at the settlement time pays or receives
-        payment = (-pos.qty * _dec(price) * _dec(rate)).quantize(Decimal("0.00000001"))
+        price = self.market.reference(symbol)
+        if not price:
+            return
+        payment = funding_payment(pos.qty, _dec(price), _dec(rate), CENT)
         self.wallet += payment
         self._publish(self._balance(ts, payment, "FUNDING_FEE", symbol))
 
@@ -404,7 +405,7 @@ class PaperExchange:
 
     def _position_update(self, symbol: str, pos: _Position, ts: int, reason: str) -> PositionUpdate:
         upnl = ZERO
-        price = self._mark.get(symbol) or self._last.get(symbol)
+        price = self.market.reference(symbol)
         if pos.qty and price:
             upnl = (_dec(price) - pos.entry) * pos.qty
         return PositionUpdate(
@@ -412,7 +413,6 @@ class PaperExchange:
             liquidation_price=pos.liq, isolated_margin=pos.margin,
             leverage=pos.leverage if pos.qty else 0, reason=reason, ts_ms=ts,
         )
-
     @staticmethod
     def _update(
         req: OrderRequest, oid: int, status: OrderStatus, ts: int, *, filled: Decimal = ZERO,

@@ -47,7 +47,7 @@ from core.journal import Journal
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Component, Connection, Metric
-from core.replay.bar_ticks import with_bar_ticks
+from core.replay.bar_ticks import position_side, with_bar_ticks
 from core.replay.source import ReplaySource
 from utils.files import write_json_atomic
 from utils.settings import Settings
@@ -401,7 +401,7 @@ async def feed_replay(engine: Engine, source: ReplaySource, speed: float,
     count = 0
     t0 = time.monotonic()
     first_ts: int | None = None
-    for ev in with_bar_ticks(source):
+    for ev in with_bar_ticks(source, position_side(engine.state)):
         if stop.is_set():
             break
         if first_ts is None:

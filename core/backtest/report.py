@@ -1,39 +1,41 @@
-"""The backtest report: statistics, a JSON document, invariant checks and a terminal table.
+"""The backtest report: the result, invariant checks, a JSON document and a terminal table.
 
-Money stays ``Decimal`` end to end: ``ClosedTrade`` amounts are summed exactly and written to
-JSON as decimal strings (``str(Decimal)``). The equity curve is ``float`` (it is analytics, like
-indicators and charts), so the drawdown and Sharpe figures derived from it are floats too.
-
-Definitions (see ``compute_stats``):
-
-* Equity series: ``(first_ts_ms, initial_balance)``, then ``equity_curve``, then
-  ``(last_ts_ms, final_balance)``, stably sorted by time.
-* Max drawdown: the largest ``(peak - equity) / peak`` over that series, where ``peak`` is the
-  running maximum; a fraction in 0..1. ``max_drawdown_usdt`` is the largest ``peak - equity``;
-  the two maxima may come from different troughs.
-* Sharpe: the equity series is resampled (last value carried forward) onto a fixed grid whose
-  step is the median positive spacing of its samples; simple returns per step, risk-free rate 0,
-  ``mean / stdev(ddof=1) * sqrt(steps per 365-day year)``. 0.0 when fewer than two returns or
-  zero variance. A tail shorter than one step is not counted.
+Money stays ``Decimal`` end to end (core/backtest/stats.py); in JSON it is a decimal string
+rounded to the margin asset's precision (8 decimals for USDT), prices likewise. Ratios are
+numbers; the ones that are fractions (0..1, not percent) are listed in the document's
+``units.fractions``. See README "Backtest" for the document's shape.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
+from core.backtest.stats import (  # noqa: F401  (re-exported: the report's public surface)
+    MIN_RATIO_SPAN_MS,
+    Stats,
+    breakdowns,
+    compute_stats,
+    equity_points,
+    exposure,
+    max_drawdown,
+    profit_factor,
+    sharpe_ratio,
+    sortino_ratio,
+)
+from core.backtest.tracking import Drawdown
 from core.events import ClosedTrade
 
-YEAR_MS = 365 * 24 * 3_600_000
-_MAX_GRID = 1_000_000  # resampling grid cap for the Sharpe ratio (coarser step beyond it)
 _TABLE_EDGE = 20  # format_report shows this many trades at each end of a long list
+ASSET_DECIMALS = {"USDT": 8, "USDC": 8, "BTC": 8, "BNB": 8, "FDUSD": 8}
+FRACTIONS = ("win_rate", "max_drawdown", "exposure", "cagr", "market_change",
+             "net_pnl_fraction", "expectancy_ratio")
 
 
 class InvariantError(ValueError):
@@ -45,8 +47,13 @@ class BacktestResult:
     """Everything a backtest run produced.
 
     ``trades`` are in exit order. ``equity_curve`` is ``(ts_ms, equity)`` in USDT including
-    unrealized PnL, sampled e.g. on every closed candle. ``price_series`` is ``(ts_ms, price)``
-    for the chart, already downsampled by the caller. ``wall_s`` is the run's wall-clock time.
+    unrealized PnL, sampled on candle closes and position changes; ``drawdown`` is measured on
+    every equity change (core/backtest/tracking.py). ``price_series`` is the first symbol's
+    ``(ts_ms, close)`` and ``symbol_prices`` every traded symbol's, downsampled for the chart.
+    ``market_change`` maps a symbol to its (first, last) price. ``params`` are the effective
+    settings (no secrets), ``file_info`` the data files' path/bytes/sha256, ``notes`` what the
+    trader should know (symbols ignored, timeframe chosen, tight stops), ``no_trade_reasons``
+    why there was no trade. ``wall_s`` is the run's wall-clock time.
     """
 
     symbol: str
@@ -61,143 +68,17 @@ class BacktestResult:
     equity_curve: list[tuple[int, float]]
     price_series: list[tuple[int, float]]
     wall_s: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stats:
-    """Summary statistics of a ``BacktestResult`` (money in USDT).
-
-    ``win_rate``, ``max_drawdown`` and ``exposure`` are fractions (0..1). ``profit_factor`` is
-    None with no trades (or only break-even ones) and ``inf`` with wins but no losing trade.
-    ``avg_trade``, ``best`` and ``worst`` are None with no trades.
-    """
-
-    net_pnl: Decimal
-    gross_pnl: Decimal
-    fees: Decimal
-    funding: Decimal
-    trades: int
-    wins: int
-    win_rate: float
-    max_drawdown: float
-    max_drawdown_usdt: float
-    sharpe: float
-    profit_factor: float | None
-    exposure: float
-    avg_trade: Decimal | None
-    best: Decimal | None
-    worst: Decimal | None
-    avg_holding_s: float
-    events_per_s: float
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def equity_points(result: BacktestResult) -> list[tuple[int, float]]:
-    """The equity series the statistics use: initial balance, the curve, final balance."""
-    points = [(result.first_ts_ms, float(result.initial_balance))]
-    points.extend((int(ts), float(eq)) for ts, eq in result.equity_curve)
-    points.append((result.last_ts_ms, float(result.final_balance)))
-    points.sort(key=lambda p: p[0])  # stable: the initial balance stays first on a tie
-    return points
-
-
-def max_drawdown(values: list[float]) -> tuple[float, float]:
-    """Largest peak-to-trough fall of ``values``: ``(fraction of the peak, absolute)``.
-
-    The fraction is clamped to 0..1 and counts only while the running peak is positive.
-    """
-    peak = -math.inf
-    worst_frac = worst_abs = 0.0
-    for v in values:
-        peak = max(peak, v)
-        fall = peak - v
-        worst_abs = max(worst_abs, fall)
-        if peak > 0:
-            worst_frac = max(worst_frac, fall / peak)
-    return min(worst_frac, 1.0), worst_abs
-
-
-def sharpe_ratio(points: list[tuple[int, float]]) -> float:
-    """Annualised Sharpe ratio of an equity series sorted by time (see the module docstring)."""
-    if len(points) < 3:
-        return 0.0
-    ts = np.fromiter((p[0] for p in points), dtype=np.float64, count=len(points))
-    eq = np.fromiter((p[1] for p in points), dtype=np.float64, count=len(points))
-    spacing = np.diff(ts)
-    spacing = spacing[spacing > 0]
-    if spacing.size == 0:
-        return 0.0
-    span = ts[-1] - ts[0]
-    step = max(float(np.median(spacing)), span / _MAX_GRID)
-    grid = ts[0] + step * np.arange(int(span // step) + 1)
-    sampled = eq[np.searchsorted(ts, grid, side="right") - 1]
-    prev, cur = sampled[:-1], sampled[1:]
-    usable = prev > 0
-    returns = cur[usable] / prev[usable] - 1.0
-    if returns.size < 2:
-        return 0.0
-    sd = float(returns.std(ddof=1))
-    if not math.isfinite(sd) or sd <= 1e-12:
-        return 0.0
-    value = float(returns.mean()) / sd * math.sqrt(YEAR_MS / step)
-    return value if math.isfinite(value) else 0.0
-
-
-def exposure(trades: list[ClosedTrade], first_ts_ms: int, last_ts_ms: int) -> float:
-    """Fraction of ``[first_ts_ms, last_ts_ms]`` covered by at least one open position."""
-    span = last_ts_ms - first_ts_ms
-    if span <= 0:
-        return 0.0
-    covered = 0
-    cursor = first_ts_ms
-    for t in sorted(trades, key=lambda t: t.entry_ts_ms):
-        start = max(t.entry_ts_ms, cursor)
-        end = min(t.exit_ts_ms, last_ts_ms)
-        if end > start:
-            covered += end - start
-            cursor = end
-    return covered / span
-
-
-def profit_factor(trades: list[ClosedTrade]) -> float | None:
-    """Σ winning net PnL / |Σ losing net PnL|; inf with no losses, None when undefined."""
-    won = sum((t.net_pnl for t in trades if t.net_pnl > 0), Decimal(0))
-    lost = -sum((t.net_pnl for t in trades if t.net_pnl < 0), Decimal(0))
-    if lost > 0:
-        return float(won / lost)
-    return math.inf if won > 0 else None
-
-
-def compute_stats(result: BacktestResult) -> Stats:
-    """Summarise a backtest. Pure: the result is not changed and nothing is checked
-    (``check_invariants`` does that)."""
-    trades = result.trades
-    n = len(trades)
-    net = sum((t.net_pnl for t in trades), Decimal(0))
-    wins = sum(1 for t in trades if t.net_pnl > 0)
-    points = equity_points(result)
-    dd_frac, dd_abs = max_drawdown([eq for _, eq in points])
-    return Stats(
-        net_pnl=net,
-        gross_pnl=sum((t.gross_pnl for t in trades), Decimal(0)),
-        fees=sum((t.fees for t in trades), Decimal(0)),
-        funding=sum((t.funding for t in trades), Decimal(0)),
-        trades=n,
-        wins=wins,
-        win_rate=wins / n if n else 0.0,
-        max_drawdown=dd_frac,
-        max_drawdown_usdt=dd_abs,
-        sharpe=sharpe_ratio(points),
-        profit_factor=profit_factor(trades),
-        exposure=exposure(trades, result.first_ts_ms, result.last_ts_ms),
-        avg_trade=net / n if n else None,
-        best=max((t.net_pnl for t in trades), default=None),
-        worst=min((t.net_pnl for t in trades), default=None),
-        avg_holding_s=sum(t.exit_ts_ms - t.entry_ts_ms for t in trades) / n / 1000 if n else 0.0,
-        events_per_s=result.events / result.wall_s if result.wall_s > 0 else 0.0,
-    )
+    symbols: tuple[str, ...] = ()
+    symbol_prices: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    market_change: dict[str, tuple[float, float]] = field(default_factory=dict)
+    drawdown: Drawdown | None = None
+    notes: list[str] = field(default_factory=list)
+    no_trade_reasons: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    file_info: list[dict[str, Any]] = field(default_factory=list)
+    code_version: str = ""
+    timerange: str = ""
+    asset: str = "USDT"
 
 
 # --------------------------------------------------------------------------- invariants
@@ -250,63 +131,113 @@ def check_invariants(result: BacktestResult) -> None:
 
 
 def _json_float(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _money(x: Decimal | None) -> str | None:
-    return None if x is None else str(x)
+def _rounder(asset: str):  # noqa: ANN202
+    quantum = Decimal(1).scaleb(-ASSET_DECIMALS.get(asset, 8))
+
+    def money(x: Decimal | None) -> str | None:
+        if x is None:
+            return None
+        if x.as_tuple().exponent < quantum.as_tuple().exponent:  # type: ignore[operator]
+            x = x.quantize(quantum)
+        return str(x)
+
+    return money
 
 
-def _trade_json(t: ClosedTrade) -> dict[str, Any]:
+def _trade_json(t: ClosedTrade, money) -> dict[str, Any]:  # noqa: ANN001
     return {
         "symbol": t.symbol,
         "side": t.side.value,
         "entry_ts_ms": t.entry_ts_ms,
         "exit_ts_ms": t.exit_ts_ms,
-        "entry_price": str(t.entry_price),
-        "exit_price": str(t.exit_price),
+        "entry_price": money(t.entry_price),
+        "exit_price": money(t.exit_price),
         "quantity": str(t.quantity),
-        "gross_pnl": str(t.gross_pnl),
-        "fees": str(t.fees),
-        "funding": str(t.funding),
-        "net_pnl": str(t.net_pnl),
+        "gross_pnl": money(t.gross_pnl),
+        "fees": money(t.fees),
+        "funding": money(t.funding),
+        "net_pnl": money(t.net_pnl),
         "exit_reason": t.exit_reason.value,
+        "holding_s": (t.exit_ts_ms - t.entry_ts_ms) / 1000,
     }
 
 
+def _profit_factor_json(pf: float | None) -> dict[str, Any]:
+    if pf is None:
+        return {"profit_factor": None, "profit_factor_state": "undefined"}
+    if math.isinf(pf):
+        return {"profit_factor": None, "profit_factor_state": "infinite"}
+    return {"profit_factor": float(pf), "profit_factor_state": "finite"}
+
+
 def to_json(result: BacktestResult, stats: Stats) -> dict[str, Any]:
-    """The report as a JSON-ready dict. Money is a decimal string; ratios are numbers, with
-    ``null`` for an undefined (or infinite) profit factor."""
+    """The report as a JSON-ready dict (shape in README "Backtest"). Money and prices are
+    decimal strings rounded to the asset's precision; an undefined ratio is ``null``;
+    ``profit_factor_state`` says whether a null profit factor is infinite or undefined."""
+    money = _rounder(result.asset)
+    rows = breakdowns(result.trades, result.initial_balance)
+    for table in rows.values():
+        for row in table:
+            row["net_pnl"], row["avg_net_pnl"] = money(row["net_pnl"]), money(row["avg_net_pnl"])
     return {
         "symbol": result.symbol,
+        "symbols": list(result.symbols) or result.symbol.split(","),
         "timeframe": result.timeframe,
+        "timerange": result.timerange or None,
+        "asset": result.asset,
+        "reproduce": {
+            "code_version": result.code_version or "unknown",
+            "parameters": dict(result.params),
+        },
         "data": {
-            "files": list(result.files),
+            "files": [dict(f) for f in result.file_info] or [{"path": f} for f in result.files],
             "events": result.events,
             "first_ts_ms": result.first_ts_ms,
             "last_ts_ms": result.last_ts_ms,
         },
-        "initial_balance": str(result.initial_balance),
-        "final_balance": str(result.final_balance),
-        "trades": [_trade_json(t) for t in result.trades],
+        "initial_balance": money(result.initial_balance),
+        "final_balance": money(result.final_balance),
+        "trades": [_trade_json(t, money) for t in result.trades],
         "stats": {
-            "net_pnl": str(stats.net_pnl),
+            "net_pnl": money(stats.net_pnl),
+            "net_pnl_fraction": float(stats.net_pnl / result.initial_balance)
+            if result.initial_balance > 0 else None,
             "win_rate": float(stats.win_rate),
             "max_drawdown": float(stats.max_drawdown),
-            "sharpe": float(stats.sharpe),
-            "profit_factor": _json_float(stats.profit_factor),
+            "max_drawdown_usdt": money(Decimal(repr(round(stats.max_drawdown_usdt, 8)))),
+            "max_drawdown_start_ts_ms": stats.drawdown_start_ms,
+            "max_drawdown_end_ts_ms": stats.drawdown_end_ms,
+            "sharpe": _json_float(stats.sharpe),
+            "sortino": _json_float(stats.sortino),
+            "cagr": _json_float(stats.cagr),
+            "calmar": _json_float(stats.calmar),
+            **_profit_factor_json(stats.profit_factor),
+            "expectancy": money(stats.expectancy),
+            "expectancy_ratio": _json_float(stats.expectancy_ratio),
             "trades": stats.trades,
             "wins": stats.wins,
-            "gross_pnl": str(stats.gross_pnl),
-            "fees": str(stats.fees),
-            "funding": str(stats.funding),
-            "max_drawdown_usdt": str(Decimal(repr(round(stats.max_drawdown_usdt, 8)))),
+            "draws": stats.draws,
+            "losses": stats.losses,
+            "gross_pnl": money(stats.gross_pnl),
+            "fees": money(stats.fees),
+            "funding": money(stats.funding),
             "exposure": float(stats.exposure),
-            "avg_trade": _money(stats.avg_trade),
-            "best": _money(stats.best),
-            "worst": _money(stats.worst),
+            "avg_trade": money(stats.avg_trade),
+            "best": money(stats.best),
+            "worst": money(stats.worst),
             "avg_holding_s": float(stats.avg_holding_s),
+            "max_holding_s": float(stats.max_holding_s),
+            "market_change": {k: float(v) for k, v in stats.market_change.items()},
         },
+        "breakdowns": rows,
+        "notes": list(result.notes),
+        "no_trade_reasons": list(result.no_trade_reasons),
+        "units": {"money": result.asset, "time": "ms since the Unix epoch (UTC), durations s",
+                  "fractions": list(FRACTIONS),
+                  "ratios_min_span_s": MIN_RATIO_SPAN_MS // 1000},
         "perf": {"wall_s": float(result.wall_s), "events_per_s": float(stats.events_per_s)},
     }
 
@@ -348,59 +279,99 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     return lines
 
 
-def _trade_rows(trades: list[ClosedTrade]) -> list[list[str]]:
-    rows = [["#", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "qty", "net PnL", "reason"]]
+def _trade_rows(trades: list[ClosedTrade], multi: bool) -> list[list[str]]:
+    head = ["#", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "qty", "net PnL", "reason"]
+    rows = [head[:1] + ["symbol"] + head[1:] if multi else head]
     hidden = max(0, len(trades) - 2 * _TABLE_EDGE)
     for i, t in enumerate(trades, 1):
         if hidden and i == _TABLE_EDGE + 1:
             rows.append([f"… {hidden} more"])
         if hidden and _TABLE_EDGE < i <= _TABLE_EDGE + hidden:
             continue
-        rows.append([
-            str(i), t.side.value, _utc(t.entry_ts_ms), _utc(t.exit_ts_ms), str(t.entry_price),
-            str(t.exit_price), str(t.quantity), str(t.net_pnl), t.exit_reason.value,
-        ])
+        row = [str(i), t.side.value, _utc(t.entry_ts_ms), _utc(t.exit_ts_ms), str(t.entry_price),
+               str(t.exit_price), str(t.quantity), str(t.net_pnl), t.exit_reason.value]
+        rows.append(row[:1] + [t.symbol] + row[1:] if multi else row)
     return rows
 
 
 def _pf_text(pf: float | None) -> str:
     if pf is None:
-        return "n/a"
-    return "inf" if math.isinf(pf) else f"{pf:.2f}"
+        return "n/a (no winning or losing trade)"
+    return "∞ (no losing trade)" if math.isinf(pf) else f"{pf:.2f}"
+
+
+def _ratio(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return f"n/a (under {MIN_RATIO_SPAN_MS // 3_600_000} h of data)"
+    return f"{x * 100:.2f} %" if pct else f"{x:.2f}"
+
+
+def _breakdown_lines(result: BacktestResult) -> list[str]:
+    tables = breakdowns(result.trades, result.initial_balance)
+    days = len(tables["day"])
+    chosen = ["symbol", "exit_reason", "side", "day" if days <= 31 else "week", "month"]
+    lines: list[str] = []
+    for name in dict.fromkeys(chosen):
+        rows = [[name.replace("_", " "), "trades", "won/draw/lost", "win %", "net PnL",
+                 "avg hold"]]
+        for r in tables[name]:
+            rows.append([r["key"], str(r["trades"]), f"{r['wins']}/{r['draws']}/{r['losses']}",
+                         f"{r['win_rate'] * 100:.1f}", f"{r['net_pnl']:.4f}",
+                         _duration(r["avg_holding_s"])])
+        lines += ["", f"By {name.replace('_', ' ')}:", *_table(rows, right={1, 2, 3, 4, 5})]
+    return lines
 
 
 def format_report(result: BacktestResult, stats: Stats) -> str:
     """A plain fixed-width text report for the terminal (trade table elided past 40 rows)."""
     span_s = (result.last_ts_ms - result.first_ts_ms) / 1000
+    asset = result.asset
     lines = [
-        f"Backtest {result.symbol} {result.timeframe}",
+        f"Backtest {result.symbol} {result.timeframe}"
+        + (f" (timerange {result.timerange})" if result.timerange else ""),
         f"Data:    {_utc(result.first_ts_ms)} → {_utc(result.last_ts_ms)} UTC "
         f"({_duration(span_s)}), {result.events:,} events, {len(result.files)} file(s)",
+        *(f"Note:    {n}" for n in result.notes),
         "",
     ]
+    multi = len(set(result.symbols or result.symbol.split(","))) > 1
     if result.trades:
-        lines += _table(_trade_rows(result.trades), right={0, 4, 5, 6, 7})
+        lines += _table(_trade_rows(result.trades, multi), right={0, 5, 6, 7, 8} if multi
+                        else {0, 4, 5, 6, 7})
+        lines += _breakdown_lines(result)
     else:
-        lines.append("No trades.")
+        lines.append("No trades." + (" " if result.no_trade_reasons else ""))
+        lines += [f"  - {why}" for why in result.no_trade_reasons]
     pct = (
         f" ({stats.net_pnl / result.initial_balance * 100:+.2f} %)"
         if result.initial_balance > 0 else ""
     )
+    market = ", ".join(f"{s} {v * 100:+.2f} %" for s, v in stats.market_change.items())
+    dd_when = (f", {_utc(stats.drawdown_start_ms)} → {_utc(stats.drawdown_end_ms)}"
+               if stats.max_drawdown > 0 else "")
     summary = [
-        ("Balance", f"{result.initial_balance} → {result.final_balance} USDT"),
-        ("Net PnL", f"{stats.net_pnl} USDT{pct}"),
-        ("Gross PnL", f"{stats.gross_pnl} USDT"),
-        ("Fees", f"{stats.fees} USDT"),
-        ("Funding", f"{stats.funding} USDT"),
-        ("Trades", f"{stats.trades} ({stats.wins} won)"),
+        ("Balance", f"{result.initial_balance} → {result.final_balance} {asset}"),
+        ("Net PnL", f"{stats.net_pnl} {asset}{pct}"),
+        ("Gross PnL", f"{stats.gross_pnl} {asset}"),
+        ("Fees", f"{stats.fees} {asset}"),
+        ("Funding", f"{stats.funding} {asset}"),
+        ("Trades", f"{stats.trades} ({stats.wins} won, {stats.draws} even, {stats.losses} lost)"),
         ("Win rate", f"{stats.win_rate * 100:.2f} %"),
-        ("Max drawdown", f"{stats.max_drawdown * 100:.2f} % ({stats.max_drawdown_usdt:.2f} USDT)"),
-        ("Sharpe", f"{stats.sharpe:.2f}"),
+        ("Max drawdown", f"{stats.max_drawdown * 100:.2f} % ({stats.max_drawdown_usdt:.2f} "
+                         f"{asset}{dd_when})"),
+        ("CAGR", _ratio(stats.cagr, pct=True)),
+        ("Sharpe", _ratio(stats.sharpe)),
+        ("Sortino", _ratio(stats.sortino)),
+        ("Calmar", _ratio(stats.calmar) if stats.cagr is None or stats.max_drawdown > 0
+         else "n/a (no drawdown)"),
         ("Profit factor", _pf_text(stats.profit_factor)),
+        ("Expectancy", "n/a" if stats.expectancy is None else
+         f"{stats.expectancy:.4f} {asset}/trade"
+         + ("" if stats.expectancy_ratio is None else f" (ratio {stats.expectancy_ratio:.2f})")),
         ("Exposure", f"{stats.exposure * 100:.2f} %"),
-        ("Avg trade", "n/a" if stats.avg_trade is None else f"{stats.avg_trade:.4f} USDT"),
-        ("Best / worst", "n/a" if stats.best is None else f"{stats.best} / {stats.worst} USDT"),
-        ("Avg holding", _duration(stats.avg_holding_s)),
+        ("Best / worst", "n/a" if stats.best is None else f"{stats.best} / {stats.worst} {asset}"),
+        ("Holding", f"avg {_duration(stats.avg_holding_s)}, max {_duration(stats.max_holding_s)}"),
+        ("Market change", market or "n/a"),
         ("Events", f"{result.events:,} ({stats.events_per_s:,.0f} events/s)"),
         ("Wall time", f"{result.wall_s:.2f} s"),
     ]

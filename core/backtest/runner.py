@@ -1,7 +1,12 @@
 """Backtest: the live engine, unchanged, driven by recorded data through the paper exchange.
 
 ``run_backtest`` replays the files as fast as possible, closes any position still open at the
-end of the data (exit reason END) and returns a ``BacktestResult`` for core/backtest/report.py.
+last price of the data (exit reason END) and returns a ``BacktestResult`` for
+core/backtest/report.py. Nothing is persisted: a backtest never reads or writes DATA_DIR.
+
+Timeframe: trades and captures are bucketed into candles of the requested timeframe. Klines
+are used at their own interval when no timeframe is asked; a coarser one that is a multiple of
+it is built from them (1m -> 5m); a finer one, or one that is not a multiple, is an error.
 """
 
 from __future__ import annotations
@@ -9,41 +14,36 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
+from core.backtest.inputs import (
+    code_version,
+    file_info,
+    hold_funding,
+    in_range,
+    parse_timerange,
+    resample,
+)
 from core.backtest.report import BacktestResult
+from core.backtest.tracking import Diagnostics, EquityTracker
 from core.engine import build_engine
-from core.events import Candle, EngineMode, ExitReason
+from core.event_bus import EventBus
+from core.events import BarTick, Candle, EngineMode, ExitReason, FundingRate
 from core.paper import PaperExchange
-from core.replay.bar_ticks import with_bar_ticks
+from core.replay.bar_ticks import position_side, with_bar_ticks
 from core.replay.csv_files import symbol_from_filename
 from core.replay.source import ReplaySource
-from utils.settings import Settings
+from utils.settings import Settings, parse_timeframe
 
 PROBE_EVENTS = 5_000  # events read ahead to learn which symbols the data holds
 MAX_CHART_POINTS = 5_000
 PROGRESS_EVERY = 1 << 16  # events between progress checks
+_SECRETS = ("binance_api_key", "binance_api_secret", "telegram_bot_token")
 
 
 class BacktestError(ValueError):
     """The backtest cannot run (no usable events for the symbol, ...); one-line message."""
-
-
-@dataclass(slots=True)
-class _Sampler:
-    """Equity and price sampled on every closed candle of the traded symbols."""
-
-    paper: PaperExchange
-    symbols: frozenset[str]
-    equity: list[tuple[int, float]]
-    prices: list[tuple[int, float]]
-
-    def on_candle(self, c: Candle) -> None:
-        if c.closed and c.symbol in self.symbols:
-            self.equity.append((c.ts_ms, float(self.paper.equity())))
-            self.prices.append((c.ts_ms, c.close))
 
 
 def _downsample(points: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
@@ -55,10 +55,35 @@ def _downsample(points: list[tuple[int, float]], n: int) -> list[tuple[int, floa
     return out
 
 
-def _batched(events: Iterator, size: int = 4096) -> Iterator[list]:
-    it = iter(events)
-    while batch := list(islice(it, size)):
-        yield batch
+def _tf_text(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _kline_timeframe(head: list, asked: str | None) -> tuple[int | None, str | None]:
+    """(interval to resample to or None, timeframe text) for kline data; raises on a bad ask."""
+    interval = next((ev.interval_ms for ev in head if type(ev) is Candle), None)
+    if interval is None:
+        return None, asked
+    if asked is None:
+        return None, _tf_text(interval)
+    want = parse_timeframe(asked)
+    if want == interval:
+        return None, asked
+    if want < interval or want % interval:
+        raise BacktestError(f"--timeframe {asked} cannot be built from the data's "
+                            f"{_tf_text(interval)} klines (use {_tf_text(interval)} or a "
+                            f"multiple of it)")
+    return want, asked
+
+
+def _settings_doc(settings: Settings) -> dict[str, str]:
+    view = settings.public_view()
+    for name in _SECRETS:
+        view.pop(name, None)
+    return view
 
 
 def run_backtest(
@@ -66,77 +91,112 @@ def run_backtest(
     paths: Sequence[str | Path],
     *,
     symbol: str | None = None,
+    timeframe: str | None = None,
+    timerange: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    observe: Callable[[EventBus], None] | None = None,
 ) -> BacktestResult:
     """Replay ``paths`` through a fresh engine in paper mode, ARMED, with no persistence.
 
     Args:
         settings: strategy, risk and paper-exchange settings (``--param`` already applied).
-        symbol: trade only this symbol; default: the SYMBOLS setting, or else the symbols the
-            data holds.
+        symbol: trade only this symbol; default: the SYMBOLS setting, or else every symbol
+            the data holds.
+        timeframe: the candle length asked for (``--timeframe``); None = the TIMEFRAME setting
+            for trades, the klines' own interval for klines (see the module docstring).
+        timerange: Freqtrade ``YYYYMMDD-YYYYMMDD`` cut of the data (core/backtest/inputs.py).
         progress: called as ``progress(events, last_ts_ms)`` every ~65k events.
+        observe: called with the engine's bus before the replay (tests subscribe to it).
 
     Raises:
         core.replay.ReplayError: a file is unknown or corrupt.
-        BacktestError: the data has no events for the symbol.
+        BacktestError: no price data for the symbol in the files or the time range, or a
+            timeframe the data cannot give; the message says which.
     """
+    try:
+        start_ms, end_ms = parse_timerange(timerange)
+    except ValueError as exc:
+        raise BacktestError(str(exc)) from None
     wanted = {symbol.upper()} if symbol else None
     unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
     source = ReplaySource(paths, symbol=symbol.upper() if symbol and unnamed else None,
                           symbols=wanted,
                           reorder_ms=settings.replay_reorder_ms)
-    if "klines_csv" in source.formats:  # no trades: give the paper exchange a price path
-        chunks: Iterator[list] = _batched(with_bar_ticks(source))
-    else:
-        chunks = source.chunks()
-    head: list[list] = []
-    for chunk in chunks:
-        head.append(chunk)
-        if sum(map(len, head)) >= PROBE_EVENTS:
-            break
-    if not head:
+    klines = "klines_csv" in source.formats
+    stream: Iterator = in_range(source, start_ms, end_ms)
+    head = list(islice(stream, PROBE_EVENTS))
+    prices = [ev for ev in head if type(ev) is not FundingRate]
+    if not prices:
         what = f" for {symbol.upper()}" if symbol else ""
-        raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
-    seen = {ev.symbol for chunk in head for ev in chunk}
-    symbols: tuple[str, ...]
+        where = f" within --timerange {timerange}" if timerange else ""
+        kind = "market events" if not head else "price data (only funding rates)"
+        raise BacktestError(f"no {kind}{what}{where} in {', '.join(map(str, paths))}")
+    notes: list[str] = []
+    seen = sorted({ev.symbol for ev in prices})
     if symbol:
-        symbols = (symbol.upper(),)
+        symbols: tuple[str, ...] = (symbol.upper(),)
     else:
-        symbols = tuple(s for s in settings.symbols if s in seen) or tuple(sorted(seen))
-    settings = settings.model_copy(update={"symbols": symbols})
+        symbols = tuple(s for s in settings.symbols if s in seen) or tuple(seen)
+    ignored = [s for s in seen if s not in symbols]
+    if ignored:
+        notes.append(f"not traded (not in SYMBOLS): {', '.join(ignored)}")
+    resample_ms, tf = _kline_timeframe(prices, timeframe) if klines else (None, timeframe)
+    tf = tf or settings.timeframe
+    if klines and timeframe is None and tf != settings.timeframe:
+        notes.append(f"timeframe {tf}: the klines' own interval")
+    settings = settings.model_copy(update={"symbols": symbols, "timeframe": tf})
     engine = build_engine(settings, persist=False, default_mode=EngineMode.ARMED)
     paper = engine.connection
     assert isinstance(paper, PaperExchange)
-    sampler = _Sampler(paper, frozenset(symbols), [], [])
-    engine.bus.subscribe(Candle, sampler.on_candle)
-    first_ts = head[0][0].ts_ms
+    tracker = EquityTracker(engine.bus, paper, frozenset(symbols))
+    diag = Diagnostics()
+    diag.attach(engine.bus, paper, max(r.warmup for r in engine.trending.rules.values()))
+    if observe is not None:
+        observe(engine.bus)
+    first_ts = prices[0].ts_ms
     paper.publish_balance(first_ts, "DEPOSIT")
-    sampler.equity.append((first_ts, float(paper.equity())))
-    publish = engine.bus.publish
+    tracker.start(first_ts)
 
+    events: Iterator = hold_funding(chain(head, stream))
+    if klines:  # no trades: a price path per bar, adverse extreme first for the held side
+        events = with_bar_ticks(events, position_side(engine.state))
+        if resample_ms:
+            events = resample(events, resample_ms)
+    publish = engine.bus.publish
     started = time.perf_counter()
-    done = 0
-    for chunk in chain(head, chunks):
-        for ev in chunk:
-            publish(ev)
-        if progress is not None:
-            done += len(chunk)
-            if done >= PROGRESS_EVERY:
-                progress(source.stats.events, chunk[-1].ts_ms)
-                done = 0
-    count = source.stats.events
-    last_ts = source.stats.last_ts_ms or first_ts
+    count = done = 0
+    last_ts = first_ts
+    for ev in events:
+        publish(ev)
+        last_ts = ev.ts_ms
+        if type(ev) is not BarTick:  # count the data's events, not the synthetic path
+            count += 1
+            done += 1
+        if progress is not None and done >= PROGRESS_EVERY:
+            progress(count, last_ts)
+            done = 0
     engine.close_position(ExitReason.END, last_ts)
     wall = time.perf_counter() - started
-    sampler.equity.append((last_ts, float(paper.equity())))
+    tracker.finish(last_ts)
+    if diag.tight_stops:
+        notes.append(f"{diag.tight_stops} of {diag.entries} entries had a stop loss within 3 "
+                     f"spreads of the entry price: those exits are mostly noise and costs")
 
     return BacktestResult(
-        symbol=",".join(symbols), timeframe=settings.timeframe,
-        files=[str(p) for p in paths], events=count, first_ts_ms=first_ts, last_ts_ms=last_ts,
-        initial_balance=settings.initial_balance, final_balance=paper.wallet,
-        trades=list(engine.ledger.trades),
-        equity_curve=_downsample(sampler.equity, MAX_CHART_POINTS),
-        price_series=_downsample(sampler.prices, MAX_CHART_POINTS), wall_s=wall,
+        symbol=",".join(symbols), timeframe=tf, files=[str(p) for p in paths], events=count,
+        first_ts_ms=first_ts, last_ts_ms=last_ts, initial_balance=settings.initial_balance,
+        final_balance=paper.wallet, trades=list(engine.ledger.trades),
+        equity_curve=_downsample(tracker.curve, MAX_CHART_POINTS),
+        price_series=_downsample(tracker.prices[symbols[0]], MAX_CHART_POINTS)
+        if symbols else [], wall_s=wall,
+        symbols=symbols,
+        symbol_prices={s: _downsample(p, MAX_CHART_POINTS) for s, p in tracker.prices.items()},
+        market_change={s: (tracker.first_price[s][1], tracker.last_price[s][1])
+                       for s in symbols if s in tracker.first_price},
+        drawdown=tracker.dd, notes=notes,
+        no_trade_reasons=[] if engine.ledger.trades else diag.no_trade_reasons(symbols),
+        params=_settings_doc(settings), file_info=file_info(paths), code_version=code_version(),
+        timerange=timerange or "", asset=settings.quote_asset,
     )
 
 

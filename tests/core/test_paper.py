@@ -26,6 +26,7 @@ from core.events import (
     OrderUpdate,
     PositionUpdate,
 )
+from core.filters import ceil_to_step, floor_to_step
 from core.paper import PaperExchange
 
 D = Decimal
@@ -362,10 +363,11 @@ MMR = D("0.004")
 
 
 def _liq_formula(pos: PositionUpdate) -> Decimal:
+    """One bracket of MMR, cum 0; on the 0.10 tick grid, up for a long, down for a short."""
     q, ep, m = abs(pos.quantity), pos.entry_price, pos.isolated_margin
     if pos.quantity > 0:
-        return (q * ep - m) / (q * (1 - MMR))
-    return (q * ep + m) / (q * (1 + MMR))
+        return ceil_to_step((q * ep - m) / (q * (1 - MMR)), D("0.10"))
+    return floor_to_step((q * ep + m) / (q * (1 + MMR)), D("0.10"))
 
 
 def _opened(side: OrderSide, *, with_mark: bool) -> tuple[Paper, PositionUpdate, OrderUpdate]:
@@ -383,9 +385,9 @@ def test_liquidation_price_follows_the_documented_formula(side):
     assert pos.isolated_margin == D("0.100") * D("50000.0") / 20 == D("250")
     assert pos.liquidation_price == _liq_formula(pos)
     if side is OrderSide.BUY:
-        assert D("47690.7") < pos.liquidation_price < D("47690.8")  # 4750 / 0.0996
+        assert pos.liquidation_price == D("47690.8")  # 4750 / 0.0996 = 47690.76..., up
     else:
-        assert D("52290.8") < pos.liquidation_price < D("52290.9")  # 5250 / 0.1004
+        assert pos.liquidation_price == D("52290.8")  # 5250 / 0.1004 = 52290.83..., down
 
 
 @pytest.mark.parametrize("side", [OrderSide.BUY, OrderSide.SELL])

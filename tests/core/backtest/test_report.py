@@ -14,7 +14,9 @@ from core.backtest.report import (
     InvariantError,
     check_invariants,
     compute_stats,
+    equity_points,
     format_report,
+    sharpe_ratio,
     to_json,
     write_json,
 )
@@ -100,6 +102,8 @@ def test_profit_factor_without_losses_is_inf_and_json_null():
     assert s.profit_factor == math.inf
     assert s.win_rate == pytest.approx(2 / 3)
     assert to_json(r, s)["stats"]["profit_factor"] is None
+    assert to_json(r, s)["stats"]["profit_factor_state"] == "infinite"
+    assert "∞" in format_report(r, s)
 
 
 def test_only_losses_gives_zero_profit_factor():
@@ -113,9 +117,11 @@ def test_no_trades():
     assert s.trades == 0 and s.wins == 0 and s.win_rate == 0.0
     assert s.profit_factor is None and s.net_pnl == 0
     assert s.avg_trade is None and s.best is None and s.worst is None
-    assert s.exposure == 0.0 and s.max_drawdown == 0.0 and s.sharpe == 0.0
+    assert s.exposure == 0.0 and s.max_drawdown == 0.0
+    assert s.sharpe is None  # 10 hours of data: under the 1-day minimum span
     doc = to_json(r, s)
     assert doc["trades"] == [] and doc["stats"]["profit_factor"] is None
+    assert doc["stats"]["profit_factor_state"] == "undefined"
 
 
 def test_max_drawdown_on_known_curve_includes_initial_and_final():
@@ -148,12 +154,12 @@ def test_sharpe_on_known_hourly_returns():
     r = result([], initial="100", final="108.9", curve=curve, first=T0, last=T0 + 3 * H)
     returns = [0.1, -0.1, 0.1]
     expected = statistics.mean(returns) / statistics.stdev(returns) * math.sqrt(365 * 24)
-    assert compute_stats(r).sharpe == pytest.approx(expected, rel=1e-9)
+    assert sharpe_ratio(equity_points(r)) == pytest.approx(expected, rel=1e-9)
 
 
 def test_sharpe_is_zero_for_flat_equity():
-    curve = [(T0 + i * H, 1000.0) for i in range(10)]
-    assert compute_stats(result([], curve=curve)).sharpe == 0.0
+    curve = [(T0 + i * H, 1000.0) for i in range(30)]
+    assert compute_stats(result([], curve=curve, last=T0 + 30 * H)).sharpe == 0.0
 
 
 def test_sharpe_uses_fixed_period_when_sampling_is_irregular():
@@ -168,7 +174,7 @@ def test_sharpe_uses_fixed_period_when_sampling_is_irregular():
     for a, b in zip(hourly, hourly[1:], strict=False):
         halfhour += [b / a - 1, 0.0]
     expected = statistics.mean(halfhour) / statistics.stdev(halfhour) * math.sqrt(365 * 48)
-    assert compute_stats(r).sharpe == pytest.approx(expected, rel=1e-9)
+    assert sharpe_ratio(equity_points(r)) == pytest.approx(expected, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -176,7 +182,7 @@ def test_sharpe_uses_fixed_period_when_sampling_is_irregular():
 
 TRADE_KEYS = {
     "symbol", "side", "entry_ts_ms", "exit_ts_ms", "entry_price", "exit_price", "quantity",
-    "gross_pnl", "fees", "funding", "net_pnl", "exit_reason",
+    "gross_pnl", "fees", "funding", "net_pnl", "exit_reason", "holding_s",
 }
 MONEY_TRADE_KEYS = {
     "entry_price", "exit_price", "quantity", "gross_pnl", "fees", "funding", "net_pnl",
@@ -191,11 +197,15 @@ def test_json_schema_is_exact(tmp_path):
     r = result(trades, curve=[(T0 + H, 1012.34), (T0 + 3 * H, 1009.13)])
     doc = to_json(r, compute_stats(r))
 
-    assert {"symbol", "timeframe", "data", "initial_balance", "final_balance", "trades", "stats",
-            "perf"} == set(doc)
+    assert {"symbol", "symbols", "timeframe", "timerange", "asset", "reproduce", "data",
+            "initial_balance", "final_balance", "trades", "stats", "breakdowns", "notes",
+            "no_trade_reasons", "units", "perf"} == set(doc)
     assert doc["symbol"] == "BTCUSDT" and doc["timeframe"] == "1m"
-    assert doc["data"] == {"files": ["btcusdt_20240808.gz"], "events": 1_000,
+    assert doc["data"] == {"files": [{"path": "btcusdt_20240808.gz"}], "events": 1_000,
                            "first_ts_ms": T0, "last_ts_ms": T0 + 10 * H}
+    assert set(doc["breakdowns"]) == {"symbol", "exit_reason", "side", "day", "week", "month"}
+    assert [r["key"] for r in doc["breakdowns"]["exit_reason"]] == ["SL", "TP"]
+    assert doc["units"]["money"] == "USDT" and "win_rate" in doc["units"]["fractions"]
     assert D(doc["initial_balance"]) == D("1000") and D(doc["final_balance"]) == D("1009.13")
     for src, row in zip(trades, doc["trades"], strict=False):
         assert set(row) == TRADE_KEYS
@@ -210,8 +220,9 @@ def test_json_schema_is_exact(tmp_path):
     required = {"net_pnl", "win_rate", "max_drawdown", "sharpe", "profit_factor", "trades"}
     assert required <= set(stats)
     assert isinstance(stats["net_pnl"], str) and D(stats["net_pnl"]) == D("9.13")
-    for k in ("win_rate", "max_drawdown", "sharpe", "profit_factor"):
+    for k in ("win_rate", "max_drawdown", "profit_factor"):
         assert type(stats[k]) is float
+    assert stats["sharpe"] is None and stats["sortino"] is None  # 10 h: under the minimum span
     assert type(stats["trades"]) is int and stats["trades"] == 2
     for k in ("gross_pnl", "fees", "funding", "max_drawdown_usdt", "avg_trade", "best", "worst"):
         D(stats[k])  # extra money keys are decimal strings too
@@ -316,7 +327,8 @@ def test_format_report_elides_the_middle_of_long_trade_lists():
     assert "… 10 more" in text
     assert "1.01" in text and "50.50" in text  # first and last rows stay
     assert "25.25" not in text  # trade 25 is in the elided middle
-    table_rows = [ln for ln in text.splitlines() if ln.strip()[:2].strip().isdigit()]
+    trades_table = text.split("By symbol")[0]
+    table_rows = [ln for ln in trades_table.splitlines() if ln.strip()[:2].strip().isdigit()]
     assert len(table_rows) == 40
 
 
