@@ -13,8 +13,9 @@ Exit rules, checked on every price of the position's symbol:
 
 Price source: mark price (``MarkPrice``) by default, or last trade price (``price_source="last"``).
 With the mark source, a symbol whose data has no mark price yet, or none for ``stale_ms`` (a gap
-in the data), is watched on last trade price until a mark arrives. At most one ``CloseRequest`` is emitted per position; it is re-armed
-only when ORDERING reports that the exit failed (phase EXITING -> OPEN).
+in the data), is watched on last trade price until a mark arrives. At most one ``CloseRequest``
+is emitted per position; it is re-armed only when ORDERING reports that the exit failed (phase
+EXITING -> OPEN).
 
 On the exchange, the same SL/TP stand as algo orders (live adapter); this is the second line.
 """
