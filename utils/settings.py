@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     binance_market_streams: Annotated[tuple[str, ...], NoDecode] = (
         "aggTrade", "bookTicker", "markPrice@1s")
     binance_stream_silence_s: float = Field(10.0, gt=0, le=600)  # watchdog: reconnect after
+    # --- never naked (core/binance/adopt.py, protective.py, reconcile_loop.py)
+    adopt_sl_pct: Decimal = Field(Decimal(3), gt=0, le=50)  # stop of an adopted position, %
+    adopt_tp_pct: Decimal = Field(Decimal(0), ge=0, le=500)  # its take profit, % (0: none)
+    adopt_sl_atr: Decimal = Field(Decimal(0), ge=0, le=50)  # or this many ATRs (0: use the %)
+    adopt_atr_interval: Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"] = "15m"
+    stop_failure_action: Literal["replace", "close"] = "replace"  # stop ended unfilled
+    reconcile_interval_s: float = Field(300.0, ge=0, le=86_400)  # periodic pass (0: off)
+    unknown_order_timeout_s: float = Field(600.0, ge=1, le=86_400)  # UNKNOWN outcome horizon
 
     # --- Telegram (token above, with the secrets): see handlers/host.py
     telegram_admin_ids: Annotated[tuple[int, ...], NoDecode] = ()  # numeric user ids

@@ -15,10 +15,13 @@ RateLimitBackoff, ConnectionStatus). The parts, one module each:
   and after every user-stream reconnect;
 * core/binance/rest.py, ws_api.py, rate_limit.py: transports and the shared rate-limit pools.
 
-Trading gate: until reconciliation has succeeded after the latest user-stream connect, and
-while the WS API or the user stream is down, ``filters()`` reports the symbol's status as
-``RECONCILING`` / ``DISCONNECTED``, so ORDERING refuses signals ("... is not trading"). Closing
-orders are never gated. Every change is published as ``ConnectionStatus(stream="trading")``.
+Trading gate: until reconciliation has succeeded after the latest user-stream connect, while
+the WS API or the user stream is down, and while an order's outcome is UNKNOWN, ``filters()``
+reports the symbol's status as ``RECONCILING`` / ``DISCONNECTED`` / ``UNSETTLED``, so ORDERING
+refuses signals ("... is not trading"). Closing orders are never gated. Every change is
+published as ``ConnectionStatus(stream="trading")``. Reconciliation also runs every
+``reconcile_interval_s`` and at once after a protective-order error
+(core/binance/reconcile_loop.py).
 
 Setup (``start``): clock sync, exchangeInfo (filters, rate limits), the one-way position mode
 check (hedge mode is refused with a clear message), leverage and margin type per symbol, then
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from core.binance.adopt import AdoptPolicy
 from core.binance.clock import Backoff, ServerClock
 from core.binance.errors import ExchangeError, Fatal, RetryLater, UnknownOutcome, scrub
 from core.binance.order_flow import OrderSender
@@ -43,6 +47,7 @@ from core.binance.parse import parse_rate_limits
 from core.binance.protective import ProtectiveOrders
 from core.binance.rate_limit import RateLimiter
 from core.binance.reconcile import Reconciler
+from core.binance.reconcile_loop import RECONCILE_INTERVAL_S, ReconcileLoop
 from core.binance.rest import RestClient
 from core.binance.signing import SecretLike, Signer
 from core.binance.user_events import UserEventRouter
@@ -98,10 +103,17 @@ class BinanceConfig:
     exit_retry_s: float = 30.0
     rate_wait_s: float = 2.0
     #: our orders of the previous run whose final state was not seen:
-    #: (symbol, client order id, side BUY|SELL, quantity, reduce-only)
-    resume_orders: tuple[tuple[str, str, str, Decimal, bool], ...] = ()
+    #: (symbol, client order id, side BUY|SELL, quantity, reduce-only[, sent ms])
+    resume_orders: tuple[tuple[Any, ...], ...] = ()
     #: SL/TP of the previous run's position: {symbol: (stop loss, take profit)}
     resume_levels: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    #: stops of adopted positions whose levels are unknown (core/binance/adopt.py)
+    adopt_policy: AdoptPolicy = field(default_factory=AdoptPolicy)
+    #: a stop that ends unfilled while its position is open: "replace" it or "close" at market
+    stop_failure_action: str = "replace"
+    reconcile_interval_s: float = RECONCILE_INTERVAL_S
+    #: how long an UNKNOWN order outcome stays pending before "not found" means never placed
+    unknown_timeout_s: float = 600.0
 
 
 class BinanceConnection:
@@ -133,10 +145,12 @@ class BinanceConnection:
         self.protective = ProtectiveOrders(
             bus, call=self.api.call, query_algo=self.rest.algo_order, tracker=self.tracker,
             filters=self.filters_raw, working_type=c.working_type, spawn=self._spawn,
-            now_ms=self.clock.now_ms, retry_s=c.backoff_base_s)
+            now_ms=self.clock.now_ms, retry_s=c.backoff_base_s,
+            position_qty=self._position_qty, on_failure=c.stop_failure_action)
         self.protective.levels.update(c.resume_levels)
         self.events = UserEventRouter(bus, tracker=self.tracker, protective=self.protective,
-                                      on_expired=self._on_listen_key_expired)
+                                      on_expired=self._on_listen_key_expired,
+                                      symbols=c.symbols)
         self.user = UserStream(
             c.stream_url, new_key=self._new_listen_key, keepalive=self._keepalive,
             on_message=self.events, on_connected=self._on_user_connected,
@@ -147,23 +161,30 @@ class BinanceConnection:
             bus, call=self.api.call, rest=self.rest, tracker=self.tracker,
             protective=self.protective, symbols=c.symbols,
             position_seq=self.events.position_seq, balance_seq=self.events.balance_seq,
-            in_flight=self._in_flight, now_ms=self.clock.now_ms, asset=c.asset)
+            in_flight=self._in_flight, now_ms=self.clock.now_ms, asset=c.asset,
+            adopt_policy=c.adopt_policy, klines=self.rest.klines,
+            unknown_timeout_s=c.unknown_timeout_s)
+        self.reconcile = ReconcileLoop(self.reconciler, spawn=self._spawn,
+                                       backoff=self._backoff, on_done=self._reconciled,
+                                       interval_s=c.reconcile_interval_s)
+        self.protective.request_reconcile = self.reconcile.request
         self.orders = OrderSender(
             bus, call=self.api.call, tracker=self.tracker, reconciler=self.reconciler,
             clock=self.clock, spawn=self._spawn, in_flight=self._in_flight,
             exit_retry_s=c.exit_retry_s, rate_wait_s=c.rate_wait_s, backoff=self._backoff)
         self._started = False
-        self._reconcile_task: asyncio.Task | None = None
-        self._reconcile_again = False
+        self._periodic: asyncio.Task | None = None
         self.reconciled = False
         self._gate = "DISCONNECTED"
         self._marks: dict[str, float] = {}
         self._lasts: dict[str, float] = {}
         bus.subscribe(MarkPrice, self._on_mark)
         bus.subscribe(MarketTick, self._on_tick)
-        for symbol, cid, side, qty, reduce_only in c.resume_orders:
+        for symbol, cid, side, qty, reduce_only, *sent in c.resume_orders:
             self.tracker.orders[cid] = Tracked(symbol, cid, OrderSide(side), OrderType.MARKET,
-                                               qty, reduce_only)
+                                               qty, reduce_only,
+                                               sent_ms=int(sent[0]) if sent and sent[0]
+                                               else self.clock.now_ms())
 
     def _backoff(self) -> Backoff:
         return Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
@@ -197,7 +218,9 @@ class BinanceConnection:
         """TRADING when entries are allowed, else why not (DISCONNECTED, RECONCILING)."""
         if not (self.api.connected and self.user.connected):
             return "DISCONNECTED"
-        return "TRADING" if self.reconciled else "RECONCILING"
+        if not self.reconciled:
+            return "RECONCILING"
+        return "UNSETTLED" if self.tracker.unsettled() else "TRADING"
 
     @property
     def ready(self) -> bool:
@@ -267,6 +290,8 @@ class BinanceConnection:
                                  "IP whitelist") from None
         await self.api.start()
         await self.user.start()
+        self._periodic = asyncio.get_running_loop().create_task(self.reconcile.periodic(),
+                                                                name="reconcile-periodic")
         self._started = True
 
     async def _setup(self) -> None:
@@ -297,7 +322,7 @@ class BinanceConnection:
                     ",".join(self.config.symbols), self.config.leverage, self.clock.offset_ms)
 
     async def stop(self) -> None:
-        await cancel_and_wait(*self._tasks)
+        await cancel_and_wait(self._periodic, *self._tasks)
         await self.user.stop()
         await self.api.stop()
         await self.rest.close()
@@ -340,29 +365,21 @@ class BinanceConnection:
 
     def _on_user_connected(self) -> None:
         self._set_reconciled(False, "user stream connected; reconciling")
-        if self._reconcile_task is not None and not self._reconcile_task.done():
-            self._reconcile_again = True
-            return
-        self._reconcile_task = self._spawn(self._reconcile_loop(), "reconcile")
+        self.reconcile.request("user stream connected")
 
-    async def _reconcile_loop(self) -> None:
-        backoff = self._backoff()
-        while True:
-            self._reconcile_again = False
-            try:
-                summary = await self.reconciler.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                detail = scrub(f"{type(exc).__name__}: {exc}")
-                logger.warning("reconciliation failed (%s); trading stays paused", detail)
-                self._update_gate(f"reconciliation failed: {detail}", force=True)
-                await asyncio.sleep(backoff.next())
-                continue
-            if self._reconcile_again:
-                continue
-            self._set_reconciled(True, f"reconciled: {summary}")
-            return
+    def _reconciled(self, ok: bool, detail: str) -> None:
+        if ok and not self.reconciled:
+            self._set_reconciled(True, detail)
+        elif not ok:
+            self._update_gate(detail, force=True)
+
+    async def _position_qty(self, symbol: str) -> Decimal:
+        """The signed position amount of ``symbol`` on the exchange (``v2/account.position``)."""
+        rows = await self.api.call("v2/account.position", {"symbol": symbol}, weight=5)
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and row.get("symbol") == symbol:
+                return Decimal(str(row.get("positionAmt", "0")))
+        return Decimal(0)
 
     # ------------------------------------------------------------------ trading gate
 

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.binance.adapter import BinanceConfig, BinanceConnection, SetupError
+from core.binance.adopt import AdoptPolicy
 from core.binance.signing import Ed25519Signer, HmacSigner, KeyFileError, Signer
 from core.binance.streams import MarketStreams, stream_names
 from core.event_bus import EventBus
@@ -68,12 +69,12 @@ def signer_from_settings(settings: Settings) -> Signer:
 
 def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
     """A BinanceConfig from settings (``overrides`` for tests: timeouts, backoff ...)."""
-    resume_orders: tuple[tuple[str, str, str, Decimal, bool], ...] = ()
+    resume_orders: tuple[tuple[Any, ...], ...] = ()
     resume_levels: dict[str, tuple[Decimal, Decimal]] = {}
     try:
         state = EngineState.load(settings.state_path, default_mode=EngineMode.DISARMED)
-        resume_orders = tuple((o.symbol, o.client_order_id, o.side, o.quantity, o.reduce_only)
-                              for o in state.orders.values())
+        resume_orders = tuple((o.symbol, o.client_order_id, o.side, o.quantity, o.reduce_only,
+                               o.submitted_ms) for o in state.orders.values())
         if state.symbol and (state.stop_loss > 0 or state.take_profit > 0):
             resume_levels[state.symbol] = (state.stop_loss, state.take_profit)
     except StateError:
@@ -86,7 +87,14 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
         margin_type=settings.binance_margin_type, working_type=settings.working_type,
         recv_window_ms=settings.recv_window_ms,
         rate_limit_fraction=settings.binance_rate_limit_fraction,
-        asset=settings.quote_asset, resume_orders=resume_orders, resume_levels=resume_levels)
+        asset=settings.quote_asset, resume_orders=resume_orders, resume_levels=resume_levels,
+        adopt_policy=AdoptPolicy(sl_pct=settings.adopt_sl_pct, tp_pct=settings.adopt_tp_pct,
+                                 sl_atr=settings.adopt_sl_atr,
+                                 atr_interval=settings.adopt_atr_interval,
+                                 atr_period=settings.atr_period),
+        stop_failure_action=settings.stop_failure_action,
+        reconcile_interval_s=settings.reconcile_interval_s,
+        unknown_timeout_s=settings.unknown_order_timeout_s)
     kw.update(overrides)
     return BinanceConfig(**kw)
 

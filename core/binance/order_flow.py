@@ -5,10 +5,17 @@
   ``exit_retry_s`` (a closing order); a 418 IP ban refuses at once. Otherwise, and for every
   exchange rejection (-2019, -4164, -2022 ...), ORDERING gets an ``OrderUpdate`` REJECTED.
 * UNKNOWN outcome (timeout, connection lost in flight, -1006/-1007, 503 "Unknown error"): never
-  resent. ``order.status`` by client order id tells what happened; missed fills are read from
-  ``userTrades`` and published once (core/binance/orders.py). Not found after three tries: it
-  never reached the exchange (REJECTED). The user stream may settle it first; then nothing is
-  asked (shared/binance/PROTOCOL.md §5, §8.9; STYLE.md §6).
+  resent. The order stays pending (ORDERING stays ENTERING/EXITING and the trading gate says
+  UNSETTLED, so no entry starts beside it) while ``order.status`` by client order id is asked
+  with backoff; missed fills are read from ``userTrades`` and published once
+  (core/binance/orders.py). Order queries lag (PROTOCOL.md §10): "not found" answers are not
+  proof, and only after ``unknown_timeout_s`` of them is it published as REJECTED. The user
+  stream may settle it first (a late execution carries our client order id, so it is booked as
+  ours); then nothing more is asked (shared/binance/PROTOCOL.md §5, §8.9; STYLE.md §6).
+* Before sending, an entry whose notional exceeds the symbol's leverage-bracket cap at the
+  configured leverage is refused (``max_notional``; Binance would answer -2027).
+* A rejection that says the symbol's rules changed (-1111, -4014, -4023, -4164) calls
+  ``on_filter_error`` (the adapter refreshes exchangeInfo).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from decimal import Decimal
 from typing import Any
 
 from core.binance.clock import Backoff, ServerClock
@@ -33,7 +41,7 @@ from core.events import EngineError, OrderRequest, OrderType
 
 logger = logging.getLogger(__name__)
 
-NOT_FOUND_TRIES = 3
+FILTER_ERRORS = (-1111, -4014, -4023, -4164)
 
 
 class OrderSender:
@@ -48,8 +56,10 @@ class OrderSender:
     def __init__(self, bus: EventBus, *, call: Callable[..., Coroutine[Any, Any, Any]],
                  tracker: OrderTracker, reconciler: Reconciler, clock: ServerClock,
                  spawn: Callable[[Coroutine[Any, Any, Any], str], Any], in_flight: set[str],
-                 exit_retry_s: float, rate_wait_s: float, backoff: Callable[[], Backoff]
-                 ) -> None:
+                 exit_retry_s: float, rate_wait_s: float, backoff: Callable[[], Backoff],
+                 max_notional: Callable[[str], Decimal | None] | None = None,
+                 reference_price: Callable[[str], Decimal | None] | None = None,
+                 on_filter_error: Callable[[str], None] | None = None) -> None:
         self._bus = bus
         self._call = call
         self._tracker = tracker
@@ -60,11 +70,31 @@ class OrderSender:
         self.exit_retry_s = exit_retry_s
         self.rate_wait_s = rate_wait_s
         self._backoff = backoff
+        self._max_notional = max_notional
+        self._reference_price = reference_price
+        self._on_filter_error = on_filter_error
 
     def submit(self, req: OrderRequest) -> None:
         t = self._tracker.track(req)
+        refusal = self._refusal(req)
+        if refusal:
+            self._reject(t, refusal)
+            return
         self._in_flight.add(req.client_order_id)
         self._spawn(self._place(req, t), f"place-{req.client_order_id}")
+
+    def _refusal(self, req: OrderRequest) -> str:
+        """Why ``req`` must not be sent (empty: send it)."""
+        if req.reduce_only or self._max_notional is None or self._reference_price is None:
+            return ""
+        cap, price = self._max_notional(req.symbol), self._reference_price(req.symbol)
+        if cap is None or price is None:
+            return ""
+        notional = req.quantity * price
+        if notional > cap:
+            return (f"notional {notional:.2f} exceeds the leverage bracket's maximum {cap} at "
+                    "this leverage (Binance -2027): lower LEVERAGE or the position size")
+        return ""
 
     def cancel(self, symbol: str, client_order_id: str) -> None:
         self._spawn(self._cancel(symbol, client_order_id), f"cancel-{client_order_id}")
@@ -103,6 +133,8 @@ class OrderSender:
                     await self._resolve_unknown(t)
                     return
                 except ExchangeError as exc:
+                    if exc.code in FILTER_ERRORS and self._on_filter_error is not None:
+                        self._on_filter_error(f"{req.symbol}: {exc}")
                     self._reject(t, str(exc))
                     return
         finally:
@@ -113,24 +145,21 @@ class OrderSender:
         self._bus.publish(self._tracker.rejected(t, reason, self._clock.now_ms()))
 
     async def _resolve_unknown(self, t: Tracked) -> None:
+        """Ask ``order.status`` with backoff until the order is known (or final, or rejected
+        after ``unknown_timeout_s`` of "not found"); the user stream may settle it first."""
+        t.unknown = True
         backoff = self._backoff()
-        not_found = 0
-        while not t.final:
+        while t.unknown and not t.final:
             try:
-                try:
-                    await self._call("order.status", {"symbol": t.symbol,
-                                                      "origClientOrderId": t.client_order_id})
-                except OrderNotFound:
-                    not_found += 1
-                    if not_found < NOT_FOUND_TRIES:  # it may still be on its way
-                        await asyncio.sleep(backoff.next())
-                        continue
                 n = await self._reconciler.resolve_order(t)
-                logger.info("order %s resolved: %s (%d update(s))", t.client_order_id,
-                            t.status.value, n)
-                return  # final, or resting (the user stream reports the rest)
+                if not t.unknown or t.final:
+                    logger.info("order %s resolved: %s (%d update(s))", t.client_order_id,
+                                t.status.value, n)
+                    return  # final, or resting (the user stream reports the rest)
             except (RetryLater, UnknownOutcome) as exc:
                 await asyncio.sleep(exc.retry_after_s or backoff.next())
+                continue
+            await asyncio.sleep(backoff.next())
 
     async def _cancel(self, symbol: str, client_order_id: str) -> None:
         try:

@@ -43,6 +43,8 @@ class Tracked:
     order_id: int = 0
     final: bool = False
     status: OrderStatus = OrderStatus.NEW
+    sent_ms: int = 0        # when it was sent (ms): an UNKNOWN outcome is settled within a horizon
+    unknown: bool = False   # its placement outcome is UNKNOWN (no answer, 503 "Unknown error")
 
 
 class OrderTracker:
@@ -58,7 +60,7 @@ class OrderTracker:
 
     def track(self, req: OrderRequest) -> Tracked:
         t = Tracked(req.symbol, req.client_order_id, req.side, req.order_type, req.quantity,
-                    req.reduce_only)
+                    req.reduce_only, sent_ms=req.ts_ms)
         self._add(t)
         return t
 
@@ -92,6 +94,10 @@ class OrderTracker:
     def open_orders(self) -> list[Tracked]:
         """Orders whose final state has not been published (to resolve after a reconnect)."""
         return [t for t in self.orders.values() if not t.final and t.quantity > 0]
+
+    def unsettled(self) -> list[Tracked]:
+        """Orders whose placement outcome is still UNKNOWN (entries wait for them)."""
+        return [t for t in self.orders.values() if t.unknown and not t.final]
 
     def seen(self, symbol: str, trade_id: int) -> bool:
         return (symbol, trade_id) in self._seen
@@ -136,6 +142,7 @@ class OrderTracker:
                 up = replace(up, filled_qty=t.filled)
         t.order_id = up.order_id or t.order_id
         t.status = up.status
+        t.unknown = False
         t.final = t.final or up.status.is_final
         return up
 
@@ -169,7 +176,7 @@ class OrderTracker:
                 out.append(OrderUpdate(
                     **base, status=status, filled_qty=t.filled, last_fill_qty=qty,
                     last_fill_price=f.decimal("price"), avg_price=snap.avg_price,
-                    commission=f.decimal("commission"),
+                    commission=abs(f.decimal("commission", "0")),
                     commission_asset=f.text("commissionAsset", "USDT"),
                     realized_pnl=f.decimal("realizedPnl", "0"), trade_id=f.integer("id"),
                     reason="recovered by reconciliation", ts_ms=f.integer("time", now_ms)))
@@ -187,11 +194,12 @@ class OrderTracker:
                                        or "recovered by reconciliation", ts_ms=now_ms))
         t.status = snap.status
         t.final = t.final or snap.status.is_final
+        t.unknown = False
         return out
 
     def rejected(self, t: Tracked, reason: str, now_ms: int) -> OrderUpdate:
         """The final update of an order the exchange refused or never received."""
-        t.final, t.status = True, OrderStatus.REJECTED
+        t.final, t.status, t.unknown = True, OrderStatus.REJECTED, False
         return OrderUpdate(symbol=t.symbol, client_order_id=t.client_order_id, order_id=0,
                            side=t.side, order_type=t.order_type, status=OrderStatus.REJECTED,
                            quantity=t.quantity, filled_qty=t.filled,

@@ -211,6 +211,18 @@ class RestClient:
                                   {"symbol": symbol, "orderId": order_id}, security=SIGNED,
                                   weight=5)
 
+    async def klines(self, symbol: str, interval: str, limit: int) -> list[Any]:
+        """``GET /fapi/v1/klines``: the last ``limit`` bars (``[openTime, o, h, l, c, ...]``)."""
+        from core.binance.market_rest import klines_weight
+
+        return await self.request("GET", "/fapi/v1/klines",
+                                  {"symbol": symbol, "interval": interval, "limit": limit},
+                                  weight=klines_weight(limit))
+
+    async def leverage_brackets(self) -> Any:
+        """``GET /fapi/v1/leverageBracket`` (USER_DATA, weight 1): every symbol's brackets."""
+        return await self.request("GET", "/fapi/v1/leverageBracket", security=SIGNED)
+
     async def position_risk(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/fapi/v3/positionRisk", security=SIGNED, weight=5)
 

@@ -10,12 +10,16 @@
 * listenKeyExpired -> ``on_expired`` (new key, reconnect, reconcile).
 
 Per symbol / asset counters of stream updates let reconciliation tell a stale snapshot.
+
+Symbols outside ``symbols`` (the account may not be dedicated): their positions and the orders
+the bot did not place are not published, so ORDERING never adopts or counts them; each symbol
+is logged once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 import orjson
@@ -35,8 +39,10 @@ class UserEventRouter:
     """Callable on each raw user-stream frame (sync, on the reader's stack)."""
 
     def __init__(self, bus: EventBus, *, tracker: OrderTracker, protective: ProtectiveOrders,
-                 on_expired: Callable[[], None]) -> None:
+                 on_expired: Callable[[], None], symbols: Iterable[str] | None = None) -> None:
         self._publish = bus.publish
+        self.symbols = frozenset(symbols) if symbols is not None else None
+        self.foreign: set[str] = set()
         self._tracker = tracker
         self._protective = protective
         self._on_expired = on_expired
@@ -55,6 +61,8 @@ class UserEventRouter:
             return
         publish = self._publish
         if isinstance(ev, OrderUpdate):
+            if self._foreign(ev.symbol) and self._tracker.get(ev.client_order_id) is None:
+                return
             orig_type = str(unwrap(msg)["o"].get("ot", ""))
             out = self._tracker.on_stream_update(ev, orig_type)
             if out is not None:
@@ -65,6 +73,8 @@ class UserEventRouter:
                 self.balance_seq[b.asset] = self.balance_seq.get(b.asset, 0) + 1
                 publish(b)
             for p in positions:
+                if self._foreign(p.symbol):
+                    continue
                 self.position_seq[p.symbol] = self.position_seq.get(p.symbol, 0) + 1
                 publish(p)
         elif isinstance(ev, models.AlgoUpdate):
@@ -83,3 +93,12 @@ class UserEventRouter:
                                          multi_assets=ev.multi_assets, ts_ms=ev.ts_ms))
         elif isinstance(ev, models.ListenKeyExpired):
             self._on_expired()
+
+    def _foreign(self, symbol: str) -> bool:
+        if self.symbols is None or symbol in self.symbols:
+            return False
+        if symbol not in self.foreign:
+            self.foreign.add(symbol)
+            logger.warning("user stream: %s is not in SYMBOLS; its positions and orders are "
+                           "left alone", symbol)
+        return True

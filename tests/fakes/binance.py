@@ -47,6 +47,7 @@ from tests.fakes.binance_auth import (
 )
 from tests.fakes.binance_data import ApiError, Params, exchange_info
 from tests.fakes.binance_engine import REJECT_MESSAGES, Exchange
+from tests.fakes.binance_faults import Faults
 from tests.fakes.binance_ws import (
     Conn,
     legacy_handler,
@@ -104,6 +105,8 @@ class FakeBinance:
         self._skew = 0
         self._unknown = 0
         self._runner: web.AppRunner | None = None
+        self.faults = Faults()
+        self.faults.execute = self._execute_held
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,6 +269,10 @@ class FakeBinance:
         self._emit_user(event)
         self._listen_key_live = False
 
+    def _execute_held(self, method: str, params: dict[str, Any]) -> Any:
+        handler = self.exchange.place_order if method == "order.place" else self.exchange.place_algo
+        return handler(params)
+
     # ------------------------------------------------------------------ used by the WS side
 
     def log(self, transport: str, method: str, params: dict[str, Any]) -> None:
@@ -347,11 +354,16 @@ class FakeBinance:
                       lambda p: {"listenKey": self.ping_listen_key()}),
             RestRoute("DELETE", "/fapi/v1/listenKey", USER_STREAM, 1,
                       lambda p: self.stop_listen_key() or {}),
-            RestRoute("GET", "/fapi/v1/openOrders", SIGNED, 1, ex.open_orders),
+            RestRoute("GET", "/fapi/v1/openOrders", SIGNED, 1,
+                      lambda p: ex.open_orders(p) + self.faults.extra_open_orders),
             RestRoute("GET", "/fapi/v1/order", SIGNED, 1, ex.query_order),
             RestRoute("POST", "/fapi/v1/order", SIGNED, 0, ex.place_order, orders=True),
             RestRoute("DELETE", "/fapi/v1/order", SIGNED, 1, ex.cancel_order),
-            RestRoute("GET", "/fapi/v1/openAlgoOrders", SIGNED, 1, ex.open_algos),
+            RestRoute("GET", "/fapi/v1/openAlgoOrders", SIGNED, 1,
+                      lambda p: ex.open_algos(p) + self.faults.extra_open_algos),
+            RestRoute("GET", "/fapi/v1/leverageBracket", SIGNED, 1, ex.leverage_brackets),
+            RestRoute("GET", "/fapi/v1/klines", NONE, 2,
+                      lambda p: self.faults.klines.get(p.get("symbol", ""), [])),
             RestRoute("GET", "/fapi/v1/userTrades", SIGNED, 5, ex.user_trades),
             RestRoute("GET", "/fapi/v1/algoOrder", SIGNED, 1, ex.query_algo),
             RestRoute("POST", "/fapi/v1/algoOrder", SIGNED, 0, ex.place_algo, orders=True),
@@ -372,6 +384,7 @@ class FakeBinance:
         params = dict(parse_qsl(body, keep_blank_values=True))
         params.update(parse_qsl(query, keep_blank_values=True))   # the query string wins
         self.log("rest", f"{route.method} {route.path}", params)
+        await self.faults.run_hooks(f"{route.method} {route.path}")
         now = self.now_ms()
         throttle = self.take_throttle()
         if throttle is not None:

@@ -64,6 +64,36 @@ SYMBOLS: dict[str, SymbolSpec] = {
     )
 }
 
+# GET /fapi/v1/leverageBracket, from shared/binance/leverage_brackets_2024-10.json:
+# (initialLeverage, notionalCap, maintMarginRatio, cum) per bracket
+_BRACKET_ROWS = {
+    "BTCUSDT": [(125, 50000, "0.004", 0), (100, 600000, "0.005", 50),
+                (75, 3000000, "0.0065", 950), (50, 12000000, "0.01", 11450),
+                (25, 70000000, "0.02", 131450), (20, 100000000, "0.025", 481450),
+                (10, 230000000, "0.05", 2981450), (5, 480000000, "0.1", 14481450),
+                (4, 600000000, "0.125", 26481450), (3, 800000000, "0.15", 41481450),
+                (2, 1200000000, "0.25", 121481450), (1, 1800000000, "0.5", 421481450)],
+    "ETHUSDT": [(125, 50000, "0.004", 0), (100, 600000, "0.005", 50),
+                (75, 3000000, "0.0065", 950), (50, 12000000, "0.01", 11450),
+                (25, 50000000, "0.02", 131450), (20, 65000000, "0.025", 381450),
+                (10, 150000000, "0.05", 2006450), (5, 320000000, "0.1", 9506450),
+                (4, 400000000, "0.125", 17506450), (3, 530000000, "0.15", 27506450),
+                (2, 800000000, "0.25", 80506450), (1, 1200000000, "0.5", 280506450)],
+}
+
+
+def _brackets(rows: list[tuple[int, int, str, int]]) -> list[dict[str, Any]]:
+    out, floor = [], 0
+    for i, (lev, cap, mmr, cum) in enumerate(rows, 1):
+        out.append({"bracket": i, "initialLeverage": lev, "notionalCap": float(cap),
+                    "notionalFloor": float(floor), "maintMarginRatio": float(mmr),
+                    "cum": float(cum)})
+        floor = cap
+    return out
+
+
+BRACKETS = {s: _brackets(rows) for s, rows in _BRACKET_ROWS.items()}
+
 RATE_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
     {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},

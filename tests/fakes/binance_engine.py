@@ -20,6 +20,7 @@ from typing import Any
 
 from tests.fakes.binance_account import Account, AlgoOrder, Order, Position
 from tests.fakes.binance_data import (
+    BRACKETS,
     CLIENT_ID_RE,
     SYMBOLS,
     ZERO,
@@ -65,6 +66,11 @@ class Exchange:
                                margin_type=margin_type)
         self.fills_per_order = 1
         self.rejections: list[tuple[int, str]] = []
+        #: how the next triggers end without a fill: "REJECTED", "EXPIRED" or "FINISHED" (aq=0)
+        self.trigger_failures: list[tuple[str, str]] = []
+        self.hold_market = False  # MARKET orders rest (NEW) until release_market()
+        self.brackets: dict[str, list[dict[str, Any]]] = {
+            s: [dict(b) for b in rows] for s, rows in BRACKETS.items()}
         self._order_ids = {s: itertools.count(spec.first_order_id) for s, spec in SYMBOLS.items()}
         self._algo_ids = itertools.count(1_000_000_033_225_453)
         self._trade_ids = itertools.count(310_194_316)
@@ -163,6 +169,10 @@ class Exchange:
             opening = max(ZERO, qty - pos.reducible(side))
             if opening * reference / pos.leverage > self.account.available():
                 raise ApiError(-2019, REJECT_MESSAGES[-2019])
+            if (abs(pos.amount) + opening) * reference > self.max_notional(spec.symbol,
+                                                                            pos.leverage):
+                raise ApiError(-2027, "Exceeded the maximum allowable position at current "
+                                      "leverage.")
         order = Order(order_id=next(self._order_ids[spec.symbol]), client_order_id=cid,
                       symbol=spec.symbol, side=side, type=otype, tif=tif, qty=qty, price=price,
                       reduce_only=reduce_only, update_ms=self.now())
@@ -180,6 +190,8 @@ class Exchange:
 
     def _match_new(self, order: Order) -> None:
         px = self.prices[order.symbol]
+        if order.type == "MARKET" and self.hold_market:
+            return
         if order.type == "MARKET" or self._marketable(order.side, order.price, px):
             self._take(order, px, maker=False)
         elif order.tif in ("IOC", "FOK"):
@@ -331,9 +343,38 @@ class Exchange:
             if order.type == "LIMIT" and self._marketable(order.side, order.price, price):
                 self._take(order, order.price, maker=True)
 
+    def release_market(self) -> None:
+        """Fill the MARKET orders ``hold_market`` kept resting."""
+        self.hold_market = False
+        for order in self.account.open_orders(None):
+            if order.type == "MARKET":
+                self._take(order, self.prices[order.symbol], maker=False)
+
+    def fail_next_trigger(self, status: str = "REJECTED", reason: str = "Margin is insufficient"
+                          ) -> None:
+        """The next stop to trigger ends ``status`` without a fill (REJECTED / EXPIRED right
+        after TRIGGERING; FINISHED with aq = 0 after TRIGGERED, its order expired unfilled)."""
+        self.trigger_failures.append((status, reason))
+
     def _trigger(self, algo: AlgoOrder) -> None:
         algo.status, algo.trigger_ms = "TRIGGERING", self.now()
         self._emit(self.account.algo_event(algo))
+        if self.trigger_failures:
+            status, reason = self.trigger_failures.pop(0)
+            if status == "FINISHED":
+                order = Order(order_id=next(self._order_ids[algo.symbol]),
+                              client_order_id=algo.client_algo_id, symbol=algo.symbol,
+                              side=algo.side, type="MARKET", tif="GTC", qty=ZERO, price=ZERO,
+                              reduce_only=True, close_position=algo.close_position,
+                              orig_type=algo.type, stop_price=algo.trigger,
+                              working_type=algo.working_type, update_ms=self.now())
+                self.account.add_order(order)
+                algo.me_order_id, algo.status = order.order_id, "TRIGGERED"
+                self._emit(self.account.algo_event(algo))
+                self._finish(order, "EXPIRED", er="8")
+            algo.status, algo.reason, algo.update_ms = status, reason, self.now()
+            self._emit(self.account.algo_event(algo))
+            return
         pos = self.account.position(algo.symbol)
         qty = pos.reducible(algo.side) if algo.close_position else algo.qty
         if algo.reduce_only:
@@ -359,17 +400,32 @@ class Exchange:
 
     # ------------------------------------------------------------------ account setup
 
+    def max_notional(self, symbol: str, leverage: int) -> Decimal:
+        """Binance's ``maxNotionalValue``: the highest cap among brackets allowing
+        ``leverage``."""
+        caps = [D(str(b["notionalCap"])) for b in self.brackets[symbol]
+                if b["initialLeverage"] >= leverage]
+        return max(caps, default=ZERO)
+
+    def leverage_brackets(self, raw: Mapping[str, Any]) -> Any:
+        """``GET /fapi/v1/leverageBracket[?symbol=]`` (one object when asked for a symbol)."""
+        symbol = Params(raw).get("symbol")
+        if symbol is not None:
+            return {"symbol": self.spec(symbol).symbol, "brackets": self.brackets[symbol]}
+        return [{"symbol": s, "brackets": rows} for s, rows in self.brackets.items()]
+
     def set_leverage(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         p = Params(raw)
         spec = self.spec(p.req("symbol"))
         leverage = p.integer("leverage")
-        if not 1 <= leverage <= spec.max_leverage:
+        if not 1 <= leverage <= self.brackets[spec.symbol][0]["initialLeverage"]:
             raise ApiError(-4028, f"Leverage {leverage} is not valid")
         self.account.position(spec.symbol).leverage = leverage
         now = self.now()
         self._emit({"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now,
                     "ac": {"s": spec.symbol, "l": leverage}})
-        return {"leverage": leverage, "maxNotionalValue": "1000000", "symbol": spec.symbol}
+        return {"leverage": leverage, "symbol": spec.symbol,
+                "maxNotionalValue": str(self.max_notional(spec.symbol, leverage))}
 
     def set_margin_type(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         p = Params(raw)

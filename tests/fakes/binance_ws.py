@@ -235,6 +235,10 @@ def _ws_api_request(conn: Conn, text: str) -> None:
     fake.rates.add(weight, orders, now)
     try:
         _authenticate(fake, conn, params, security, now)
+        if method in ORDER_METHODS and fake.faults.take_late():
+            fake.faults.held.append((method, dict(params)))   # executes later, or never
+            reply(503, error=fake.unknown_error())
+            return
         result = handler(fake, params, conn)
     except ApiError as exc:
         reply(exc.status, error=exc)

@@ -56,7 +56,7 @@ async def test_full_trade_long_tp(fake: FakeBinance, tmp_path: Path) -> None:
         # updates it received), not on the fake's: the fake cancels the SL first and the bot
         # hears of it a few milliseconds later.
         await eventually(lambda: bot.phase == "FLAT" and len(bot.engine.ledger.trades) == 1
-                         and {("SL", "CANCELED"), ("TP", "FINISHED")} <= kinds()
+                         and {("SL", "CANCELED"), ("TP", "FILLED")} <= kinds()
                          and bot.engine.balance.wallet("USDT") == D("10009.315"))
         trade = bot.engine.ledger.trades[0]
         assert trade.exit_reason is ExitReason.TP and trade.side is Side.LONG

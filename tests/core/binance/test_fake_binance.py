@@ -87,7 +87,7 @@ async def test_rest_params_in_body_are_signed_as_sent(fake: FakeBinance,
                          headers={"X-MBX-APIKEY": fake.api_key,
                                   "Content-Type": "application/x-www-form-urlencoded"}) as r:
         assert r.status == 200
-        assert await r.json() == {"leverage": 10, "maxNotionalValue": "1000000",
+        assert await r.json() == {"leverage": 10, "maxNotionalValue": "230000000.0",
                                   "symbol": "BTCUSDT"}
     assert fake.position("BTCUSDT").leverage == 10
 
