@@ -40,7 +40,8 @@ class StrategyError(ValueError):
     """A STRATEGY, its parameters or a plugin is wrong; the message is one line saying what."""
 
 #: Built-in rule modules, in catalog order; each defines ``SPEC``.
-BUILTIN_MODULES = ("ema_adx",)
+BUILTIN_MODULES = ("ema_adx", "macd_cross", "rsi_reversion", "donchian_breakout", "supertrend",
+                   "bollinger_squeeze", "ict_fvg")
 
 
 def _builtin_specs() -> list[StrategySpec]:
@@ -68,7 +69,7 @@ def catalog() -> Mapping[str, StrategySpec]:
 
 def strategy_ids() -> tuple[str, ...]:
     """Valid STRATEGY values: the catalog's ids and ``ensemble``."""
-    return tuple(catalog())
+    return (*catalog(), ENSEMBLE)
 
 
 def get_spec(name: str) -> StrategySpec:
