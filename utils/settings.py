@@ -159,6 +159,7 @@ class Settings(BaseSettings):
     stop_failure_action: Literal["replace", "close"] = "replace"  # stop ended unfilled
     reconcile_interval_s: float = Field(300.0, ge=0, le=86_400)  # periodic pass (0: off)
     unknown_order_timeout_s: float = Field(600.0, ge=1, le=86_400)  # UNKNOWN outcome horizon
+    exchange_info_refresh_s: float = Field(3600.0, ge=0, le=86_400)  # filters re-read (0: off)
 
     # --- Telegram (token above, with the secrets): see handlers/host.py
     telegram_admin_ids: Annotated[tuple[int, ...], NoDecode] = ()  # numeric user ids

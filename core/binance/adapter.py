@@ -23,9 +23,11 @@ published as ``ConnectionStatus(stream="trading")``. Reconciliation also runs ev
 ``reconcile_interval_s`` and at once after a protective-order error
 (core/binance/reconcile_loop.py).
 
-Setup (``start``): clock sync, exchangeInfo (filters, rate limits), the one-way position mode
-check (hedge mode is refused with a clear message), leverage and margin type per symbol, then
-the WS API and the user stream; the first reconciliation follows the user stream's connect.
+Setup (``start``, core/binance/setup.py): clock sync, exchangeInfo (filters, rate limits), the
+one-way position mode check (hedge mode is refused with a clear message), the leverage brackets,
+leverage and margin type per symbol, then the WS API and the user stream; the first
+reconciliation follows the user stream's connect. exchangeInfo is refreshed periodically and
+after a filter refusal.
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ from core.binance.clock import Backoff, ServerClock
 from core.binance.errors import ExchangeError, Fatal, RetryLater, UnknownOutcome, scrub
 from core.binance.order_flow import OrderSender
 from core.binance.orders import OrderTracker, Tracked
-from core.binance.parse import parse_rate_limits
 from core.binance.protective import ProtectiveOrders
 from core.binance.rate_limit import RateLimiter
 from core.binance.reconcile import Reconciler
 from core.binance.reconcile_loop import RECONCILE_INTERVAL_S, ReconcileLoop
 from core.binance.rest import RestClient
+from core.binance.setup import EXCHANGE_INFO_REFRESH_S, SetupError, SymbolRules
 from core.binance.signing import SecretLike, Signer
 from core.binance.user_events import UserEventRouter
 from core.binance.user_stream import KEEPALIVE_S, UserStream
@@ -66,15 +68,10 @@ from core.events import (
     OrderSide,
     OrderType,
 )
-from core.filters import SymbolFilters, filters_for, parse_exchange_info
+from core.filters import SymbolFilters, filters_for
 from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
-
-
-class SetupError(RuntimeError):
-    """The account or configuration cannot be traded as is (hedge mode, unknown symbol, bad
-    key). The message says what to change."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +111,7 @@ class BinanceConfig:
     reconcile_interval_s: float = RECONCILE_INTERVAL_S
     #: how long an UNKNOWN order outcome stays pending before "not found" means never placed
     unknown_timeout_s: float = 600.0
+    exchange_info_refresh_s: float = EXCHANGE_INFO_REFRESH_S
 
 
 class BinanceConnection:
@@ -141,7 +139,9 @@ class BinanceConnection:
         self.tracker = OrderTracker()
         self._tasks: set[asyncio.Task] = set()
         self._in_flight: set[str] = set()
-        self._filters: dict[str, SymbolFilters] = {}
+        self.rules = SymbolRules(self.rest, self.limiter, symbols=c.symbols,
+                                 leverage=c.leverage, margin_type=c.margin_type,
+                                 spawn=self._spawn, refresh_s=c.exchange_info_refresh_s)
         self.protective = ProtectiveOrders(
             bus, call=self.api.call, query_algo=self.rest.algo_order, tracker=self.tracker,
             filters=self.filters_raw, working_type=c.working_type, spawn=self._spawn,
@@ -162,6 +162,7 @@ class BinanceConnection:
             protective=self.protective, symbols=c.symbols,
             position_seq=self.events.position_seq, balance_seq=self.events.balance_seq,
             in_flight=self._in_flight, now_ms=self.clock.now_ms, asset=c.asset,
+            liquidation=self.events.liquidation,
             adopt_policy=c.adopt_policy, klines=self.rest.klines,
             unknown_timeout_s=c.unknown_timeout_s)
         self.reconcile = ReconcileLoop(self.reconciler, spawn=self._spawn,
@@ -171,9 +172,11 @@ class BinanceConnection:
         self.orders = OrderSender(
             bus, call=self.api.call, tracker=self.tracker, reconciler=self.reconciler,
             clock=self.clock, spawn=self._spawn, in_flight=self._in_flight,
-            exit_retry_s=c.exit_retry_s, rate_wait_s=c.rate_wait_s, backoff=self._backoff)
+            exit_retry_s=c.exit_retry_s, rate_wait_s=c.rate_wait_s, backoff=self._backoff,
+            max_notional=self.rules.max_notional, reference_price=self.reference_price,
+            on_filter_error=self.rules.request_refresh)
         self._started = False
-        self._periodic: asyncio.Task | None = None
+        self._periodic: list[asyncio.Task] = []
         self.reconciled = False
         self._gate = "DISCONNECTED"
         self._marks: dict[str, float] = {}
@@ -202,14 +205,15 @@ class BinanceConnection:
 
     def filters_raw(self, symbol: str) -> SymbolFilters:
         """The symbol's exchangeInfo filters, whatever the trading gate says."""
-        return self._filters[symbol] if symbol in self._filters else filters_for(symbol, {})
+        filters = self.rules.filters
+        return filters[symbol] if symbol in filters else filters_for(symbol, {})
 
     def filters(self, symbol: str) -> SymbolFilters:
         """Trading rules of ``symbol``; ``status`` is RECONCILING or DISCONNECTED while the
         adapter may not open positions. Raises KeyError for an unknown symbol."""
-        if symbol not in self._filters:
+        if symbol not in self.rules.filters:
             raise KeyError(f"{symbol} is not in Binance exchangeInfo (or it was not loaded yet)")
-        f = self._filters[symbol]
+        f = self.rules.filters[symbol]
         gate = self.gate
         return f if gate == "TRADING" else dataclasses.replace(f, status=gate)
 
@@ -278,7 +282,7 @@ class BinanceConnection:
         backoff = self._backoff()
         while True:
             try:
-                await self._setup()
+                await self.rules.setup()
                 break
             except (RetryLater, UnknownOutcome) as exc:
                 delay = exc.retry_after_s or backoff.next()
@@ -290,39 +294,15 @@ class BinanceConnection:
                                  "IP whitelist") from None
         await self.api.start()
         await self.user.start()
-        self._periodic = asyncio.get_running_loop().create_task(self.reconcile.periodic(),
-                                                                name="reconcile-periodic")
-        self._started = True
-
-    async def _setup(self) -> None:
-        await self.rest.start()
-        await self.rest.sync_time()
-        info = await self.rest.exchange_info()
-        self._filters = parse_exchange_info(info)
-        self.limiter.configure(parse_rate_limits(info.get("rateLimits", [])))
-        missing = [s for s in self.config.symbols if s not in self._filters]
-        if missing:
-            raise SetupError(f"Binance does not list {', '.join(missing)}; fix SYMBOLS")
-        if await self.rest.hedge_mode():
-            raise SetupError("the Binance Futures account is in hedge mode (dualSidePosition); "
-                             "this bot trades in one-way mode: switch Position Mode to One-way "
-                             "in the Binance Futures settings (with no open position or order), "
-                             "then restart")
-        for symbol in self.config.symbols:
-            body = await self.rest.set_leverage(symbol, self.config.leverage)
-            self._filters[symbol] = dataclasses.replace(
-                self._filters[symbol], max_leverage=max(self.config.leverage,
-                                                        int(body.get("leverage", 0))))
-            if self.config.margin_type:
-                try:
-                    await self.rest.set_margin_type(symbol, self.config.margin_type)
-                except ExchangeError as exc:  # -4047/-4048: open orders or position
-                    logger.warning("%s: margin type not changed: %s", symbol, exc)
+        loop = asyncio.get_running_loop()
+        self._periodic = [loop.create_task(self.reconcile.periodic(), name="reconcile-periodic"),
+                          loop.create_task(self.rules.periodic(), name="exchange-info-periodic")]
         logger.info("Binance %s set up: %s at %dx, clock offset %+d ms", self.name,
                     ",".join(self.config.symbols), self.config.leverage, self.clock.offset_ms)
+        self._started = True
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._periodic, *self._tasks)
+        await cancel_and_wait(*self._periodic, *self._tasks)
         await self.user.stop()
         await self.api.stop()
         await self.rest.close()

@@ -20,6 +20,7 @@ Messages are scrubbed: API keys, listenKeys and signatures never appear in ``str
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 _SECRET_PARAM = re.compile(
@@ -142,7 +143,9 @@ class NoChangeNeeded(Rejected):
 
 _BY_CODE: dict[int, type[ExchangeError]] = {
     -1000: UnknownOutcome, -1001: UnknownOutcome, -1006: UnknownOutcome, -1007: UnknownOutcome,
-    -1003: RetryLater, -1004: RetryLater, -1008: RetryLater, -1015: RetryLater,
+    -1003: RetryLater, -1008: RetryLater,
+    -1015: RetryLater,
+    -1004: Rejected,  # DUPLICATE_IP in USDⓈ-M ("already on the white list"): not retryable
     -5028: RetryLater,
     -1021: ClockSkew,
     -1125: InvalidListenKey,
@@ -158,6 +161,8 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
     -2011: OrderNotFound, -2013: OrderNotFound,
     -4046: NoChangeNeeded, -4059: NoChangeNeeded,
 }
+
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
 
 UNKNOWN_ERROR_503 = "Unknown error, please check your request or try again later."
 
@@ -180,6 +185,10 @@ def classify(code: int | None, msg: str, http_status: int,
     kw: dict[str, Any] = {"code": code, "http_status": http_status, "retry_after_s": retry_after}
     lowered = msg.lower()
     if http_status == 418 or (code == -1003 and "banned" in lowered):
+        if retry_after is None:  # "IP banned until 1706...": wait until then
+            until = _BANNED_UNTIL.search(msg)
+            if until is not None:
+                kw["retry_after_s"] = max(0.0, int(until.group(1)) / 1000 - time.time())
         return IpBanned(msg, **kw)
     if http_status == 503 and code != -1008:
         if "unknown error" in lowered:

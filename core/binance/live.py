@@ -94,7 +94,8 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
                                  atr_period=settings.atr_period),
         stop_failure_action=settings.stop_failure_action,
         reconcile_interval_s=settings.reconcile_interval_s,
-        unknown_timeout_s=settings.unknown_order_timeout_s)
+        unknown_timeout_s=settings.unknown_order_timeout_s,
+        exchange_info_refresh_s=settings.exchange_info_refresh_s)
     kw.update(overrides)
     return BinanceConfig(**kw)
 

@@ -131,7 +131,8 @@ def parse_order_trade_update(msg: Mapping[str, Any]) -> OrderUpdate:
     """ORDER_TRADE_UPDATE -> OrderUpdate.
 
     ``l``/``L`` are this execution's fill (zero unless ``x == "TRADE"``), ``z`` cumulative,
-    ``n``/``N`` this fill's commission and asset (``N`` optional, default USDT), ``rp`` this
+    ``n``/``N`` this fill's commission and asset (both optional: ``n`` is absent when no
+    commission was charged, ``N`` defaults to USDT), ``rp`` this
     fill's realized PnL, ``t`` the trade id (0 without a fill), ``ts_ms`` the event time ``E``.
     ``reason`` summarises what the engine fields cannot hold: liquidation/ADL client ids, an
     AMENDMENT/CALCULATED execution, the ``er`` expiry reason, order types the enum lacks.
@@ -155,7 +156,7 @@ def parse_order_trade_update(msg: Mapping[str, Any]) -> OrderUpdate:
         last_fill_qty=o.decimal("l"),
         last_fill_price=o.decimal("L"),
         avg_price=o.decimal("ap"),
-        commission=o.decimal("n"),
+        commission=o.decimal("n", "0"),  # absent when nothing was charged (PROTOCOL.md §10)
         commission_asset=o.text("N", "USDT"),
         realized_pnl=o.decimal("rp"),
         reduce_only=o.flag("R"),

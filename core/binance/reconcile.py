@@ -74,7 +74,8 @@ class Reconciler:
                  balance_seq: dict[str, int], in_flight: set[str],
                  now_ms: Callable[[], int], asset: str = "USDT",
                  adopt_policy: AdoptPolicy | None = None, klines: KlineReader | None = None,
-                 unknown_timeout_s: float = 600.0) -> None:
+                 unknown_timeout_s: float = 600.0,
+                 liquidation: dict[str, Decimal] | None = None) -> None:
         self._bus = bus
         self._call = call
         self._rest = rest
@@ -93,6 +94,8 @@ class Reconciler:
         self.stale = False
         self.reported: set[str] = set()  # foreign symbols / orders reported once
         self.marks: dict[str, Decimal] = {}  # mark prices of the last position snapshot
+        #: known liquidation prices (only position reads carry them), shared with the stream
+        self.liquidation = liquidation if liquidation is not None else {}
 
     async def run(self) -> str:
         """One pass; returns a one-line summary. Raises ExchangeError when a read fails
@@ -288,6 +291,10 @@ class Reconciler:
                 isolated_margin=f.decimal("isolatedMargin", "0"),
                 leverage=f.integer("leverage", 0), reason="SNAPSHOT", ts_ms=ts)
             ups[up.symbol] = up
+            if up.quantity != 0 and up.liquidation_price > 0:
+                self.liquidation[up.symbol] = up.liquidation_price
+            else:
+                self.liquidation.pop(up.symbol, None)
         for sym in (*self.symbols, *self._protective.positions):
             ups.setdefault(sym, PositionUpdate(symbol=sym, quantity=ZERO, entry_price=ZERO,
                                                reason="SNAPSHOT", ts_ms=ts))

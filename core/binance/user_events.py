@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from decimal import Decimal
 
 import orjson
@@ -43,6 +44,9 @@ class UserEventRouter:
         self._publish = bus.publish
         self.symbols = frozenset(symbols) if symbols is not None else None
         self.foreign: set[str] = set()
+        #: last known liquidation price per symbol (from position reads): ACCOUNT_UPDATE has
+        #: none (PROTOCOL.md §10), and must not overwrite it with 0
+        self.liquidation: dict[str, Decimal] = {}
         self._tracker = tracker
         self._protective = protective
         self._on_expired = on_expired
@@ -75,6 +79,11 @@ class UserEventRouter:
             for p in positions:
                 if self._foreign(p.symbol):
                     continue
+                known = self.liquidation.get(p.symbol)
+                if p.quantity == 0:
+                    self.liquidation.pop(p.symbol, None)
+                elif known and not p.liquidation_price:
+                    p = replace(p, liquidation_price=known)
                 self.position_seq[p.symbol] = self.position_seq.get(p.symbol, 0) + 1
                 publish(p)
         elif isinstance(ev, models.AlgoUpdate):

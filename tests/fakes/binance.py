@@ -361,7 +361,9 @@ class FakeBinance:
             RestRoute("DELETE", "/fapi/v1/order", SIGNED, 1, ex.cancel_order),
             RestRoute("GET", "/fapi/v1/openAlgoOrders", SIGNED, 1,
                       lambda p: ex.open_algos(p) + self.faults.extra_open_algos),
-            RestRoute("GET", "/fapi/v1/leverageBracket", SIGNED, 1, ex.leverage_brackets),
+            RestRoute("GET", "/fapi/v1/leverageBracket", SIGNED, 1,
+                      lambda p: self.faults.brackets_payload if self.faults.brackets_payload
+                      is not None else ex.leverage_brackets(p)),
             RestRoute("GET", "/fapi/v1/klines", NONE, 2,
                       lambda p: self.faults.klines.get(p.get("symbol", ""), [])),
             RestRoute("GET", "/fapi/v1/userTrades", SIGNED, 5, ex.user_trades),

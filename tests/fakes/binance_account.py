@@ -117,6 +117,7 @@ class Account:
         self.algos: dict[int, AlgoOrder] = {}
         self.positions = {s: Position(s, margin_type=margin_type) for s in symbols}
         self.trades: list[dict[str, Any]] = []   # GET /fapi/v1/userTrades rows
+        self.liquidation: dict[str, str] = {}    # liquidationPrice of position reads
 
     # ------------------------------------------------------------------ state
 
@@ -290,7 +291,8 @@ class Account:
             "symbol": pos.symbol, "positionSide": "BOTH",
             "positionAmt": spec.qty_text(pos.amount), "entryPrice": f"{pos.entry:.8f}",
             "breakEvenPrice": f"{pos.entry:.8f}", "markPrice": f"{mark:.8f}",
-            "unRealizedProfit": f"{self.upnl(pos):.8f}", "liquidationPrice": "0",
+            "unRealizedProfit": f"{self.upnl(pos):.8f}",
+            "liquidationPrice": self.liquidation.get(pos.symbol, "0") if pos.amount else "0",
             "isolatedMargin": f"{isolated_margin:.8f}",
             "notional": f"{notional:.8f}", "isolatedWallet": f"{pos.isolated_wallet:.8f}",
             "updateTime": pos.update_ms,

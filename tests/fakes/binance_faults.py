@@ -7,7 +7,9 @@
   ``method`` ("GET /fapi/v1/openAlgoOrders") is answered: a fill during a reconciliation pass;
 * ``extra_open_algos`` / ``extra_open_orders``: raw rows appended to ``openAlgoOrders`` /
   ``openOrders`` answers (algo and regular orders the bot did not place, odd values);
-* ``klines``: ``{symbol: rows}`` served by ``GET /fapi/v1/klines``.
+* ``klines``: ``{symbol: rows}`` served by ``GET /fapi/v1/klines``;
+* ``brackets_payload``: served by ``GET /fapi/v1/leverageBracket`` instead of the real brackets
+  (``fake.exchange.brackets``, which the leverage and order checks use).
 
 Matching-engine faults live on ``fake.exchange``: ``fail_next_trigger`` (a stop that triggers
 and then ends REJECTED / EXPIRED / FINISHED with ``aq`` = 0) and ``hold_market`` (MARKET orders
@@ -29,6 +31,7 @@ class Faults:
         self.extra_open_algos: list[dict[str, Any]] = []
         self.extra_open_orders: list[dict[str, Any]] = []
         self.klines: dict[str, list[list[Any]]] = {}
+        self.brackets_payload: Any = None
         self.execute: Callable[[str, dict[str, Any]], Any] | None = None  # set by the fake
 
     def late_next_order(self, n: int = 1) -> None:
