@@ -119,6 +119,8 @@ class Services:
             self.market = market_from_settings(settings, bus=bus)
         else:
             self.market, self.market_worker = market(settings, self.engine)
+        choice = self.engine.strategy  # a persisted /strategy set may differ from STRATEGY
+        self.market.set_strategy(choice.name, choice.params)
         self._next_equity_ms = 0
         self._background: set[asyncio.Task] = set()
         self.components: list[Component] = []

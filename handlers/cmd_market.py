@@ -112,6 +112,24 @@ def _stale_note(t: Texts, what: str, piece: Piece) -> str | None:
     return None
 
 
+def strategy_lines(t: Texts, report: TaReport) -> list[str]:
+    """Every catalog rule's verdict on the report's timeframe, and the ensemble's confidence."""
+    if not report.rules and report.ensemble is None:
+        return []
+    lines = [t("<b>Strategies</b> on {timeframe}:", timeframe=report.timeframe)]
+    for r in report.rules:
+        lines.append(t("<code>{rule}</code> {bias}: {detail}", rule=r.rule, bias=r.bias,
+                       detail=r.detail))
+    e = report.ensemble
+    if e is not None:
+        if e.bias == "ERROR":
+            lines.append(t("Ensemble: unavailable ({detail})", detail=e.detail))
+        else:
+            lines.append(t("Ensemble: <b>{bias}</b>, confidence {confidence} ({detail})",
+                           bias=e.bias, confidence=f"{e.strength:.2f}", detail=e.detail))
+    return lines
+
+
 def ta_text(t: Texts, report: TaReport, *, quote_asset: str = "USDT",
             now_ms: int | None = None) -> str:
     """The /ta reply (HTML) for a report."""
@@ -149,6 +167,7 @@ def ta_text(t: Texts, report: TaReport, *, quote_asset: str = "USDT",
                    "ATR {atr}", lower=_price(v.bb_lower), middle=_price(v.bb_middle),
                    upper=_price(v.bb_upper), macd=_small(v.macd), signal=_small(v.macd_signal),
                    atr=_price(v.atr)))
+    lines += strategy_lines(t, report)
     if report.timeframe in report.last_bar_ms:
         lines.append(t("Last closed bar {time} UTC, {bars} bars", bars=main.bars,
                        time=utc(report.last_bar_ms[report.timeframe])[:16]))

@@ -25,6 +25,15 @@ def status_text(context: ContextTypes.DEFAULT_TYPE) -> str:
         t("Connection: market feed {feed}, {drops} drops in 10 min; Telegram {pending} pending",
           feed=health["feed"], drops=health["drops_10m"], pending=d.outbox.pending),
     ]
+    strat = snap.get("strategy")
+    if strat is not None:
+        lines.append(t("Strategy: <code>{name}</code> (/strategy)", name=strat["name"]))
+        last = strat["last_signal"]
+        if last is not None and last["confidence"] is not None:
+            votes = ", ".join(f"{i} {s}" for i, s, _ in last["votes"])
+            lines.append(t("Last signal {side} {symbol}: confidence {confidence} ({votes})",
+                           side=last["side"], symbol=last["symbol"],
+                           confidence=f"{last['confidence']:.2f}", votes=votes))
     pos = snap["position"]
     if pos is None:
         lines.append(t("Position: none"))

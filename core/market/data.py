@@ -58,6 +58,7 @@ from core.market.series import (
     Watchlist,
 )
 from core.market.ta import Analyser, make_executor
+from core.strategies.selection import params_from_settings, plugin_dirs
 from utils.cache import BudgetExhausted, Entry, MarketCache, wall_clock_ms
 from utils.settings import Settings
 
@@ -98,6 +99,10 @@ class MarketData:
         self.watchlist = watchlist
         self.rest = rest
         self.strategy, self.params = strategy, tuple(params.items())
+        self.rules: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+        self.ensemble: tuple[tuple[str, Any], ...] | None = None
+        self.plugin_dirs: tuple[str, ...] = ()
+        self.set_strategy(strategy, params)
         self.default_timeframe = default_timeframe
         self._clock = clock
         self.analyser = Analyser(executor_factory)
@@ -112,6 +117,24 @@ class MarketData:
         if bus is not None:
             bus.subscribe(Candle, self.on_candle)
             bus.subscribe(MarkPrice, self._on_bus_mark)
+
+    def set_strategy(self, strategy: str, params: Mapping[str, Any], *,
+                     ensemble: Mapping[str, Any] | None = None,
+                     plugin_dirs: Iterable[str] | None = None) -> None:
+        """The engine's strategy for /ta's verdict, and the catalog rules /ta reads besides
+        (every catalog id with its defaults; the active one with ``params``). ``ensemble``:
+        the ensemble's parameters for its confidence line (unchanged when None)."""
+        from core.strategies.catalog import ENSEMBLE, catalog
+
+        self.strategy, self.params = strategy, tuple(params.items())
+        self.rules = tuple((rule, self.params if rule == strategy else ())
+                           for rule in catalog())
+        if strategy == ENSEMBLE:
+            self.ensemble = self.params
+        elif ensemble is not None:
+            self.ensemble = tuple(ensemble.items())
+        if plugin_dirs is not None:
+            self.plugin_dirs = tuple(plugin_dirs)
 
     @property
     def live(self) -> bool:
@@ -391,10 +414,14 @@ def market_from_settings(settings: Settings, *, rest: MarketRest | None = None,
     watchlist = Watchlist(settings.data_dir / "watchlist.json", settings.watchlist,
                           max_size=settings.market_watchlist_max)
     kind = settings.market_analysis_executor
-    return MarketData(
+    market = MarketData(
         ttls=ttls, timeframes=settings.market_timeframes,
         history_bars=settings.market_history_bars, traded=settings.symbols,
         watchlist=watchlist, rest=rest, strategy=settings.strategy,
         params=strategy_params(settings),
         executor_factory=executor_factory or (lambda: make_executor(kind)), bus=bus,
         default_timeframe=settings.timeframe, clock=clock, wall_clock=wall_clock)
+    market.set_strategy(settings.strategy, strategy_params(settings),
+                        ensemble=params_from_settings(settings, "ensemble"),
+                        plugin_dirs=[str(p) for p in plugin_dirs(settings)])
+    return market

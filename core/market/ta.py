@@ -47,6 +47,23 @@ class TaRequest:
     params: tuple[tuple[str, Any], ...]
     chart_timeframe: str | None = None
     chart_bars: int = CHART_BARS
+    #: every catalog rule (id, params) to read on ``verdict_timeframe``, the ensemble's
+    #: parameters (None: no ensemble line) and the plugin folders to load in the executor
+    rules: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    ensemble: tuple[tuple[str, Any], ...] | None = None
+    verdict_timeframe: str | None = None
+    plugin_dirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleReading:
+    """One catalog rule's verdict (or the ensemble's, ``strength`` = its confidence);
+    bias ERROR with a one-line detail when the rule failed."""
+
+    rule: str
+    bias: str
+    detail: str
+    strength: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,8 @@ class FrameReading:
 class TaResult:
     readings: tuple[FrameReading, ...]
     chart: bytes | None
+    rules: tuple[RuleReading, ...] = ()
+    ensemble: RuleReading | None = None
 
 
 def plain(candles: Sequence[Candle]) -> tuple[tuple, ...]:
@@ -81,6 +100,36 @@ def verdict_of(candles: Sequence[Candle], strategy: str, params: dict[str, Any]
     return v.bias, v.detail
 
 
+def read_rule(candles: Sequence[Candle], rule: str, params: dict[str, Any]) -> RuleReading:
+    """A fresh ``rule`` fed ``candles``; its verdict. Never raises: a failing rule (a user
+    plugin, bad parameters) reads as bias ERROR with one line saying why."""
+    try:
+        made = rule_factory(rule, params)()
+        for c in candles:
+            made.on_candle(c)
+        v = made.verdict()
+        return RuleReading(rule, v.bias, v.detail, v.strength)
+    except Exception as exc:  # one rule must not break /ta
+        return RuleReading(rule, "ERROR", f"{type(exc).__name__}: {exc}"[:200])
+
+
+def read_rules(req: TaRequest, candles: Sequence[Candle]
+               ) -> tuple[tuple[RuleReading, ...], RuleReading | None]:
+    """Every requested catalog rule's reading, and the ensemble's, on ``candles``."""
+    if req.plugin_dirs:
+        from pathlib import Path
+
+        from core.strategies.catalog import load_plugins
+
+        for folder in req.plugin_dirs:
+            load_plugins(Path(folder))
+    rules = tuple(read_rule(candles, rule, dict(params)) for rule, params in req.rules)
+    ensemble = None
+    if req.ensemble is not None:
+        ensemble = read_rule(candles, "ensemble", dict(req.ensemble))
+    return rules, ensemble
+
+
 def analyse(req: TaRequest) -> TaResult:
     """Indicators and verdict on every timeframe of ``req``, and the chart of
     ``req.chart_timeframe`` (PNG) when asked. CPU only: call it in an executor.
@@ -91,8 +140,12 @@ def analyse(req: TaRequest) -> TaResult:
     params = dict(req.params)
     readings = []
     chart = None
+    rules: tuple[RuleReading, ...] = ()
+    ensemble = None
     for timeframe, bars in req.series:
         candles = [Candle._make(b) for b in bars]
+        if timeframe == req.verdict_timeframe:
+            rules, ensemble = read_rules(req, candles)
         ind = compute_indicators(candles_to_arrays(candles))
         bias, detail = verdict_of(candles, req.strategy, params)
         readings.append(FrameReading(timeframe, len(candles), ind.latest, bias, detail))
@@ -100,7 +153,7 @@ def analyse(req: TaRequest) -> TaResult:
             chart = render_ta_chart(ind, f"{req.symbol} {timeframe}", bars=req.chart_bars)
     if _own_process:
         gc.collect()  # the chart's garbage, now: ~5 ms instead of a 100 ms pause mid-render
-    return TaResult(tuple(readings), chart)
+    return TaResult(tuple(readings), chart, rules, ensemble)
 
 
 def _warm_up() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core.binance.market_rest import INTERVAL_MS, MarkInfo, OpenInterest, Ticker24h
 from core.market.data import MarketData
 from core.market.series import NoMarketData, Piece
-from core.market.ta import FrameReading, TaRequest, plain
+from core.market.ta import FrameReading, RuleReading, TaRequest, plain
 
 _PROBLEMS = {"budget": "request budget spent", "error": "Binance unavailable",
              "none": "no data"}
@@ -36,6 +36,8 @@ class TaReport:
     open_interest: Piece[OpenInterest]
     chart: bytes | None
     live: bool
+    rules: tuple[RuleReading, ...] = ()        # every catalog rule on ``timeframe``
+    ensemble: RuleReading | None = None        # the ensemble's confidence on ``timeframe``
 
 
 async def ta_report(market: MarketData, symbol: str, timeframe: str | None = None, *,
@@ -67,7 +69,9 @@ async def ta_report(market: MarketData, symbol: str, timeframe: str | None = Non
         raise NoMarketData(f"no {timeframe} candles for {symbol} "
                            f"({_PROBLEMS.get(klines[timeframe].problem, 'unavailable')})")
     request = TaRequest(symbol, tuple((tf, plain(s)) for tf, s in series.items()),
-                        market.strategy, market.params, timeframe if chart else None)
+                        market.strategy, market.params, timeframe if chart else None,
+                        rules=market.rules, ensemble=market.ensemble,
+                        verdict_timeframe=timeframe, plugin_dirs=market.plugin_dirs)
     result = await market.analyser.run(request)
     return TaReport(
         symbol=symbol, timeframe=timeframe, readings=result.readings,
@@ -75,4 +79,4 @@ async def ta_report(market: MarketData, symbol: str, timeframe: str | None = Non
                           p.problem) for tf, p in klines.items()},
         last_bar_ms={tf: s[-1].open_ms for tf, s in series.items() if s},
         mark=pieces[-3], ticker=pieces[-2], open_interest=pieces[-1], chart=result.chart,
-        live=market.live)
+        live=market.live, rules=result.rules, ensemble=result.ensemble)

@@ -26,6 +26,7 @@ from core.events import (
 )
 from handlers.alerts import AlertRelay
 from handlers.cmd_dar import build_export, excluded, list_files
+from handlers.cmd_strategy import PATTERN as STRATEGY_PATTERN
 from handlers.cmd_trading import needs_confirmation
 from handlers.confirm import MAX_CALLBACK_DATA, PATTERN, Confirmations, Outcome
 from handlers.host import error_summary
@@ -77,7 +78,8 @@ def test_every_command_module_is_discovered_and_valid():
     assert REQUIRED <= set(names) and len(names) == len(set(names))
     for c in commands:
         assert c.usage.startswith(f"/{c.name}") and callable(c.callback)
-    assert [p for p, _ in callbacks] == [PATTERN]
+    # /strategy's buttons come first: the generic confirmation pattern would also match them
+    assert [p for p, _ in callbacks] == [STRATEGY_PATTERN, PATTERN]
     admin_only = {c.name for c in commands if c.admin_only}
     assert {"arm", "disarm", "close", "flat", "dar", "logs", "settings"} <= admin_only
 
