@@ -13,7 +13,7 @@ SYSPY  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
             command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
             && { echo $$p; break; }; done)
 
-.PHONY: run test check stress install bench clean
+.PHONY: run test check stress install bench clean vendor-charts
 
 run: install
 	$(PY) main.py run $(ARGS)
@@ -31,6 +31,19 @@ stress: install
 
 bench: install
 	$(PY) bench/replay_throughput.py $(ARGS)
+
+# The dashboard's chart library, vendored as one minified file (web/static/vendor/): fetched
+# from the npm registry with `npm pack`, its licence and version recorded next to it.
+LWC_VER ?= 5.3.0
+LWC_DIR := web/static/vendor
+vendor-charts:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent lightweight-charts@$(LWC_VER) >/dev/null \
+	  && tar xzf lightweight-charts-$(LWC_VER).tgz \
+	  && cp package/dist/lightweight-charts.standalone.production.js $(CURDIR)/$(LWC_DIR)/lightweight-charts.js \
+	  && cp package/LICENSE $(CURDIR)/$(LWC_DIR)/lightweight-charts.LICENSE \
+	  && sum=$$(sha256sum $(CURDIR)/$(LWC_DIR)/lightweight-charts.js | cut -d' ' -f1) \
+	  && printf '{"package": "lightweight-charts", "version": "%s", "file": "dist/lightweight-charts.standalone.production.js", "license": "Apache-2.0", "sha256": "%s"}\n' "$(LWC_VER)" "$$sum" > $(CURDIR)/$(LWC_DIR)/lightweight-charts.json \
+	  && rm -rf $$tmp && echo "lightweight-charts $(LWC_VER) vendored in $(LWC_DIR)"
 
 install: $(STAMP)
 

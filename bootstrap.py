@@ -40,9 +40,10 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
     Raises:
         RunError: a mode or data source this build cannot run.
         core.replay.ReplayError: a bad data file.
+        web.security.DashboardConfigError: a non-loopback HTTP_HOST without API_TOKEN.
     """
     for secret in (settings.binance_api_key, settings.binance_api_secret,
-                   settings.telegram_bot_token):
+                   settings.telegram_bot_token, settings.api_token):
         if secret is not None:
             add_secret(secret)
     if replay:
@@ -64,10 +65,9 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
                             market=live_market(settings),
                             connection_factory=live.connection_factory)
     if settings.http_port is not None:
-        from web.status_server import StatusServer
+        from web.dashboard import status_server  # /healthz, /metrics and the dashboard
 
-        services.attach(StatusServer(services.health_check, services.metrics,
-                                     host=settings.http_host, port=settings.http_port))
+        services.attach(status_server(services))
     return services
 
 

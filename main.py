@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.replay.source import ReplayError
     from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
-
+    from web.security import DashboardConfigError
 
     try:
         if args.command == "run":
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError, StrategyError, BracketError) as exc:
+            RunError, StrategyError, BracketError, DashboardConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
                                   validation_alias=AliasChoices("HTTP_PORT", "PORT"))
     http_host: str = "127.0.0.1"  # 0.0.0.0 in the Docker image
 
+    # --- dashboard API and page on the same server (web/dashboard): /api/v1, /ws, /
+    api_token: SecretStr | None = None  # bearer token; unset = API off
+    api_enabled: bool = True  # False: only /healthz and /metrics (no API, no page)
+    api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # allowed origins; none = closed
+    api_action_rate_per_min: int = Field(6, ge=1, le=600)  # POST actions per minute, all clients
+    api_ws_queue: int = Field(256, ge=8, le=100_000)  # messages buffered per WebSocket client
+
     # --- secrets (later adapters); never formatted
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
@@ -328,6 +335,18 @@ class Settings(BaseSettings):
 
     # --- market data validators
 
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            out = tuple(dict.fromkeys(str(o).strip().rstrip("/") for o in v))
+            if not all(o.startswith(("http://", "https://")) for o in out):
+                raise ValueError("must be comma-separated origins, e.g. http://127.0.0.1:8080")
+            return out
+        return v
+
     @field_validator("watchlist", mode="before")
     @classmethod
     def _split_watchlist(cls, v: Any) -> Any:
@@ -354,7 +373,7 @@ class Settings(BaseSettings):
         return v
 
 
-_SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token"}
+_SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token", "api_token"}
 _COMMON_WORDS = frozenset({"USDT", "BTCUSDT", "ETHUSDT", "BUSD", "TEST", "SECRET", "PASSWORD",
                            "CHANGEME", "CHANGE_ME", "NONE", "NULL", "YOUR_API_KEY",
                            "YOUR_API_SECRET", "XXXXXXXXXXXXXXXXXXXX"})

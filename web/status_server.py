@@ -9,8 +9,8 @@ knows nothing about trading. Nothing secret is ever in a snapshot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -26,6 +26,19 @@ logger = logging.getLogger(__name__)
 
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 MetricsFn = Callable[[], Iterable[Metric]]
+
+
+class HttpExtension(Protocol):
+    """More routes on the same server (the dashboard): middlewares, routes, lifecycle."""
+
+    @property
+    def middlewares(self) -> list[Any]: ...
+
+    def install(self, app: web.Application) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class _Collector:
@@ -49,20 +62,26 @@ class StatusServer:
     Args:
         health: returns (healthy, details) for /healthz.
         metrics: returns the samples for /metrics.
+        extensions: more routes served beside them (the dashboard).
     """
 
     def __init__(self, health: HealthFn, metrics: MetricsFn, *, host: str = "127.0.0.1",
-                 port: int = 8080) -> None:
+                 port: int = 8080, extensions: Sequence[HttpExtension] = ()) -> None:
         self._health, self.host, self.port = health, host, port
+        self.extensions = tuple(extensions)
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(metrics))
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
-        app = web.Application()
+        app = web.Application(middlewares=[m for ext in self.extensions
+                                           for m in ext.middlewares])
         app.router.add_get("/healthz", self._on_health)
         app.router.add_get("/metrics", self._on_metrics)
+        for ext in self.extensions:
+            ext.install(app)
+            await ext.start()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -74,6 +93,8 @@ class StatusServer:
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        for ext in self.extensions:
+            await ext.stop()
         if runner is not None:
             await runner.cleanup()
 

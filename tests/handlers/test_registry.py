@@ -141,6 +141,10 @@ def _catalog_ids() -> dict[str, str]:
     commands, _ = collect(discover())
     for c in commands:
         ids.setdefault(c.help, f"/{c.name} help")
+    from web.dashboard import page_msgids  # the dashboard page shares the catalog
+
+    for msgid in page_msgids():
+        ids.setdefault(msgid, "web/static (dashboard page)")
     return ids
 
 
