@@ -55,7 +55,7 @@ from core.binance.signing import SecretLike, Signer
 from core.binance.user_events import UserEventRouter
 from core.binance.user_stream import KEEPALIVE_S, UserStream
 from core.binance.wire import Fields
-from core.binance.ws_api import ROTATE_S, USER_STREAM, WsApiClient
+from core.binance.ws_api import PONG_TIMEOUT_S, ROTATE_S, USER_STREAM, WsApiClient
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
@@ -94,6 +94,7 @@ class BinanceConfig:
     request_timeout_s: float = 5.0
     keepalive_s: float = KEEPALIVE_S
     ping_interval_s: float | None = 60.0
+    pong_timeout_s: float | None = PONG_TIMEOUT_S  # our pings' pong deadline (Binance: 10 min)
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     rotate_s: float = ROTATE_S
@@ -135,6 +136,7 @@ class BinanceConnection:
             on_status=lambda up, d: self._link_status("ws-api", up, d),
             recv_window_ms=c.recv_window_ms, timeout_s=c.request_timeout_s,
             connect_wait_s=c.request_timeout_s, ping_interval_s=c.ping_interval_s,
+            pong_timeout_s=c.pong_timeout_s,
             backoff=self._backoff(), rotate_s=c.rotate_s)
         self.tracker = OrderTracker()
         self._tasks: set[asyncio.Task] = set()
@@ -156,7 +158,7 @@ class BinanceConnection:
             on_message=self.events, on_connected=self._on_user_connected,
             on_status=lambda up, d: self._link_status("user", up, d),
             keepalive_s=c.keepalive_s, ping_interval_s=c.ping_interval_s,
-            ping_timeout_s=c.request_timeout_s, backoff=self._backoff(), rotate_s=c.rotate_s)
+            ping_timeout_s=c.pong_timeout_s, backoff=self._backoff(), rotate_s=c.rotate_s)
         self.reconciler = Reconciler(
             bus, call=self.api.call, rest=self.rest, tracker=self.tracker,
             protective=self.protective, symbols=c.symbols,

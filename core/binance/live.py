@@ -95,7 +95,8 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
         stop_failure_action=settings.stop_failure_action,
         reconcile_interval_s=settings.reconcile_interval_s,
         unknown_timeout_s=settings.unknown_order_timeout_s,
-        exchange_info_refresh_s=settings.exchange_info_refresh_s)
+        exchange_info_refresh_s=settings.exchange_info_refresh_s,
+        pong_timeout_s=settings.binance_pong_timeout_s)
     kw.update(overrides)
     return BinanceConfig(**kw)
 
@@ -117,7 +118,8 @@ def live_connection_factory(settings: Settings, **overrides: Any) -> LiveSetup:
         conn = engine.connection
         market = MarketStreams(settings.binance_url("stream"), streams, publish=bus.publish,
                                bus_status=bus.publish,
-                               silence_s=settings.binance_stream_silence_s)
+                               silence_s=settings.binance_stream_silence_s,
+                               public_silence_s=settings.binance_public_silence_s)
         live = isinstance(conn, BinanceConnection)
         try:
             if live:

@@ -9,7 +9,10 @@ lowercase symbols; frames arrive as ``{"stream": name, "data": payload}``.
 * Pings: Binance pings every 3 minutes; the websockets library answers every ping with a pong
   carrying the same payload (we send no pings of our own: ``ping_interval=None``).
 * Watchdog: a connection that delivers no frame for ``silence_s`` is closed and reopened (a
-  silent socket is the failure mode of a wrong route or a half-dead connection).
+  silent socket is the failure mode of a wrong route or a half-dead connection). ``/public``
+  carries bookTicker and depth, pushed only on change: an illiquid symbol's book can be quiet
+  for minutes (PROTOCOL.md §10), so there a silent connection is pinged instead and kept while
+  it answers; only ``public_silence_s`` without any data frame reopens it.
 * Rotation: a connection is replaced before Binance's 24 h limit, make-before-break: the new
   one is opened first, then the old one closed.
 * Rate: Binance allows 10 incoming messages per second per connection. Subscriptions are in
@@ -44,6 +47,7 @@ PUBLIC_PREFIXES = ("bookTicker", "depth", "rpiDepth")
 MAX_STREAMS = 200
 ROTATE_S = 23 * 3600 + 30 * 60
 CONTROL_RATE_PER_S = 5.0
+PUBLIC_SILENCE_S = 600.0
 
 
 def route_of(stream: str) -> str:
@@ -92,12 +96,15 @@ class ControlRate:
 
 
 class _Conn:
-    __slots__ = ("route", "url", "name", "ws", "last", "rate", "frames", "connects")
+    __slots__ = ("route", "url", "name", "ws", "last", "last_frame", "rate", "frames",
+                 "connects", "pings")
 
     def __init__(self, route: str, url: str, name: str) -> None:
         self.route, self.url, self.name = route, url, name
         self.ws: Any = None
-        self.last = 0.0
+        self.last = 0.0        # last sign of life: a frame, or a pong on /public
+        self.last_frame = 0.0  # last data frame
+        self.pings = 0
         self.rate = ControlRate()
         self.frames = 0
         self.connects = 0
@@ -114,6 +121,8 @@ class MarketStreams:
         on_raw: called with every raw text frame and its local receive time (ns since epoch).
         bus_status: called with ConnectionStatus events (the bus's ``publish``).
         silence_s: watchdog threshold. rotate_s: connection lifetime.
+        public_silence_s: longest ``/public`` silence while pings are answered.
+        ping_wait_s: how long a liveness ping waits for its pong.
     """
 
     def __init__(self, base_url: str, streams: Iterable[str], *,
@@ -121,6 +130,7 @@ class MarketStreams:
                  on_raw: Callable[[str, int], None] | None = None,
                  bus_status: Callable[[ConnectionStatus], None] | None = None,
                  silence_s: float = 10.0, rotate_s: float = ROTATE_S,
+                 public_silence_s: float = PUBLIC_SILENCE_S, ping_wait_s: float = 10.0,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
                  per_connection: int = MAX_STREAMS) -> None:
         self.streams = list(dict.fromkeys(streams))
@@ -128,6 +138,8 @@ class MarketStreams:
         self._on_raw = on_raw
         self._bus_status = bus_status
         self.silence_s = silence_s
+        self.public_silence_s = public_silence_s
+        self.ping_wait_s = ping_wait_s
         self.rotate_s = rotate_s
         self._backoff = (backoff_base_s, backoff_cap_s)
         urls = connection_urls(base_url, self.streams, per_connection=per_connection)
@@ -216,7 +228,7 @@ class MarketStreams:
         """Read ``ws`` until it drops, goes silent or is due for rotation; returns the next
         connection (already open on rotation) or None (reconnect)."""
         loop = asyncio.get_running_loop()
-        born = conn.last = loop.time()
+        born = conn.last = conn.last_frame = loop.time()
         reader = asyncio.create_task(self._read(conn, ws), name=f"{conn.name}-reader")
         check = min(1.0, self.silence_s / 4, self.rotate_s / 4)
         try:
@@ -232,6 +244,11 @@ class MarketStreams:
                 now = loop.time()
                 if conn.frames and now - conn.last < 60:
                     backoff.reset()  # the connection works: the next drop starts from base
+                if (now - conn.last > self.silence_s and conn.route == "public"
+                        and now - conn.last_frame < self.public_silence_s
+                        and await self._answers_ping(conn, ws)):
+                    conn.last = loop.time()  # quiet book, live connection
+                    continue
                 if now - conn.last > self.silence_s:
                     ws.transport.abort()
                     return self._lost(conn, f"silent for {now - conn.last:.1f}s (watchdog)",
@@ -245,6 +262,18 @@ class MarketStreams:
         finally:
             reader.cancel()
 
+    async def _answers_ping(self, conn: _Conn, ws: Any) -> bool:
+        """Ping ``ws``; True when the pong comes within ``ping_wait_s``."""
+        conn.pings += 1
+        try:
+            waiter = await ws.ping()
+            await asyncio.wait_for(waiter, min(self.ping_wait_s, self.silence_s))
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # no pong, or the connection is gone
+            return False
+
     def _lost(self, conn: _Conn, detail: str, backoff: Backoff) -> None:  # noqa: ARG002
         conn.ws = None
         logger.warning("%s down: %s", conn.name, detail)
@@ -256,7 +285,7 @@ class MarketStreams:
         publish, on_raw = self._publish, self._on_raw
         loads, parse = orjson.loads, parse_market_event
         async for raw in ws:
-            conn.last = loop.time()
+            conn.last = conn.last_frame = loop.time()
             conn.frames += 1
             self.last_frame_ns = time.perf_counter_ns()
             if on_raw is not None:

@@ -50,7 +50,7 @@ class UserStream:
                  on_connected: Callable[[], None] | None = None,
                  on_status: Callable[[bool, str], None] | None = None,
                  keepalive_s: float = KEEPALIVE_S, ping_interval_s: float | None = 60.0,
-                 ping_timeout_s: float = 20.0, backoff: Backoff | None = None,
+                 ping_timeout_s: float | None = 120.0, backoff: Backoff | None = None,
                  rotate_s: float = ROTATE_S) -> None:
         self.stream_base = stream_base.rstrip("/")
         self._new_key = new_key

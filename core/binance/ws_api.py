@@ -5,7 +5,8 @@ the response echoes it with ``status``, ``result`` or ``error``, and ``rateLimit
 sign every SIGNED request (sorted params, ``apiKey`` and ``timestamp`` included); an Ed25519 key
 sends ``session.logon`` once per connection, after which SIGNED requests carry only
 ``timestamp``/``recvWindow``. Decimals go as strings (core.binance.signing). The server pings
-every 3 minutes and the websockets library answers each ping with a pong.
+every 3 minutes and the websockets library answers each ping with a pong; our own pings wait
+``pong_timeout_s`` (2 minutes) for theirs, never a few seconds.
 
 Outcomes:
 
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 NONE, USER_STREAM, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 ROTATE_S = 23 * 3600 + 30 * 60
 HANDSHAKE_WEIGHT = 5
+PONG_TIMEOUT_S = 120.0
 
 # websockets logs frames and request lines at DEBUG (API key, signature, listenKey): every
 # connection the adapter opens uses this logger, which never logs below INFO.
@@ -78,6 +80,9 @@ class WsApiClient:
         timeout_s: per-request answer timeout.
         connect_wait_s: how long ``call`` waits for a connection before ``RetryLater``.
         ping_interval_s: our own keepalive pings (None: rely on Binance's pings).
+        pong_timeout_s: how long our ping may wait for its pong before the connection is
+            considered dead. Binance pings every 3 minutes and waits 10 minutes for the pong
+            (PROTOCOL.md §2.1, §10): a few seconds here drops a loaded connection for nothing.
         on_sent: ``(method, request id)`` right after a frame is written (latency bench).
     """
 
@@ -87,6 +92,7 @@ class WsApiClient:
                  on_status: Callable[[bool, str], None] | None = None,
                  recv_window_ms: int = 5000, timeout_s: float = 5.0,
                  connect_wait_s: float = 5.0, ping_interval_s: float | None = 60.0,
+                 pong_timeout_s: float | None = PONG_TIMEOUT_S,
                  backoff: Backoff | None = None, rotate_s: float = ROTATE_S,
                  on_sent: Callable[[str, int], None] | None = None) -> None:
         self.url = url
@@ -101,6 +107,7 @@ class WsApiClient:
         self.timeout_s = timeout_s
         self.connect_wait_s = connect_wait_s
         self.ping_interval_s = ping_interval_s
+        self.pong_timeout_s = pong_timeout_s
         self.backoff = backoff or Backoff()
         self.rotate_s = rotate_s
         self.on_sent = on_sent
@@ -147,7 +154,7 @@ class WsApiClient:
             try:
                 await self.limiter.acquire(HANDSHAKE_WEIGHT, urgent=True, max_wait_s=3600)
                 async with websockets.connect(
-                    self.url, ping_interval=self.ping_interval_s, ping_timeout=self.timeout_s,
+                    self.url, ping_interval=self.ping_interval_s, ping_timeout=self.pong_timeout_s,
                     compression=None, proxy=None, open_timeout=self.connect_wait_s,
                     max_size=2 ** 22, close_timeout=1, logger=WIRE_LOG,
                 ) as ws:

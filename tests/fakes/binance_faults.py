@@ -8,6 +8,8 @@
 * ``extra_open_algos`` / ``extra_open_orders``: raw rows appended to ``openAlgoOrders`` /
   ``openOrders`` answers (algo and regular orders the bot did not place, odd values);
 * ``klines``: ``{symbol: rows}`` served by ``GET /fapi/v1/klines``;
+* ``no_pong`` / ``pong_delay_s``: the client's pings go unanswered / are answered late
+  (``Conn.pings`` and ``Conn.pongs_sent`` count them);
 * ``brackets_payload``: served by ``GET /fapi/v1/leverageBracket`` instead of the real brackets
   (``fake.exchange.brackets``, which the leverage and order checks use).
 
@@ -32,6 +34,8 @@ class Faults:
         self.extra_open_orders: list[dict[str, Any]] = []
         self.klines: dict[str, list[list[Any]]] = {}
         self.brackets_payload: Any = None
+        self.no_pong = False  # leave the client's pings unanswered (a lossy link)
+        self.pong_delay_s = 0.0  # answer the client's pings this late (a loaded link)
         self.execute: Callable[[str, dict[str, Any]], Any] | None = None  # set by the fake
 
     def late_next_order(self, n: int = 1) -> None:

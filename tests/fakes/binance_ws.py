@@ -48,6 +48,8 @@ class Conn:
         self.authorized_ms: int | None = None
         self.return_rate_limits = True               # WS API: ?returnRateLimits=false
         self.pongs: list[bytes] = []                 # payloads of pongs received
+        self.pings = 0                               # pings received (answered unless no_pong)
+        self.pongs_sent = 0
         self.text_frames = 0                         # text frames received (control rate)
 
     def send(self, obj: Any) -> None:
@@ -73,7 +75,16 @@ class Conn:
                     if on_text is not None and not self.fake.silent:
                         on_text(self, msg.data)
                 elif msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
+                    self.pings += 1
+                    delay = self.fake.faults.pong_delay_s
+                    if self.fake.faults.no_pong:
+                        pass
+                    elif delay:
+                        asyncio.get_running_loop().call_later(
+                            delay, lambda d=msg.data: asyncio.ensure_future(self._late_pong(d)))
+                    else:
+                        await ws.pong(msg.data)
+                        self.pongs_sent += 1
                 elif msg.type == WSMsgType.PONG:
                     self.pongs.append(bytes(msg.data))
                 elif msg.type == WSMsgType.CLOSE:
@@ -87,6 +98,14 @@ class Conn:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
         return ws
+
+    async def _late_pong(self, data: bytes) -> None:
+        if self.ws is not None and not self.ws.closed:
+            try:
+                await self.ws.pong(data)
+                self.pongs_sent += 1
+            except ConnectionError:
+                pass
 
     async def _write(self, ws: web.WebSocketResponse) -> None:
         try:
