@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     binance_stream_silence_s: float = Field(10.0, gt=0, le=600)  # watchdog: reconnect after
     binance_public_silence_s: float = Field(600.0, gt=0, le=86_400)  # /public: pinged meanwhile
     binance_pong_timeout_s: float = Field(120.0, gt=0, le=600)  # our pings' pong deadline
+    # routed (/public, /market, /private) | unrouted (/stream, /ws/<key>) | auto: routed on
+    # mainnet, routed with a fallback to unrouted on the testnet
+    binance_stream_paths: Literal["auto", "routed", "unrouted"] = "auto"
     # --- never naked (core/binance/adopt.py, protective.py, reconcile_loop.py)
     adopt_sl_pct: Decimal = Field(Decimal(3), gt=0, le=50)  # stop of an adopted position, %
     adopt_tp_pct: Decimal = Field(Decimal(0), ge=0, le=500)  # its take profit, % (0: none)

@@ -95,6 +95,7 @@ class BinanceConfig:
     keepalive_s: float = KEEPALIVE_S
     ping_interval_s: float | None = 60.0
     pong_timeout_s: float | None = PONG_TIMEOUT_S  # our pings' pong deadline (Binance: 10 min)
+    stream_paths: str = "routed"  # routed | unrouted | auto (routed, falling back to unrouted)
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     rotate_s: float = ROTATE_S
@@ -158,7 +159,8 @@ class BinanceConnection:
             on_message=self.events, on_connected=self._on_user_connected,
             on_status=lambda up, d: self._link_status("user", up, d),
             keepalive_s=c.keepalive_s, ping_interval_s=c.ping_interval_s,
-            ping_timeout_s=c.pong_timeout_s, backoff=self._backoff(), rotate_s=c.rotate_s)
+            ping_timeout_s=c.pong_timeout_s, backoff=self._backoff(), rotate_s=c.rotate_s,
+            paths=c.stream_paths)
         self.reconciler = Reconciler(
             bus, call=self.api.call, rest=self.rest, tracker=self.tracker,
             protective=self.protective, symbols=c.symbols,

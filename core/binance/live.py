@@ -67,6 +67,15 @@ def signer_from_settings(settings: Settings) -> Signer:
     return HmacSigner(settings.binance_api_secret)
 
 
+def stream_paths(settings: Settings) -> str:
+    """BINANCE_STREAM_PATHS, with ``auto`` meaning routed on mainnet (the unrouted paths are
+    retired there) and routed-with-fallback on the testnet (its routes are unverified)."""
+    paths = settings.binance_stream_paths
+    if paths == "auto" and settings.trading_mode != "testnet":
+        return "routed"
+    return paths
+
+
 def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
     """A BinanceConfig from settings (``overrides`` for tests: timeouts, backoff ...)."""
     resume_orders: tuple[tuple[Any, ...], ...] = ()
@@ -96,7 +105,8 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
         reconcile_interval_s=settings.reconcile_interval_s,
         unknown_timeout_s=settings.unknown_order_timeout_s,
         exchange_info_refresh_s=settings.exchange_info_refresh_s,
-        pong_timeout_s=settings.binance_pong_timeout_s)
+        pong_timeout_s=settings.binance_pong_timeout_s,
+        stream_paths=stream_paths(settings))
     kw.update(overrides)
     return BinanceConfig(**kw)
 
@@ -119,7 +129,8 @@ def live_connection_factory(settings: Settings, **overrides: Any) -> LiveSetup:
         market = MarketStreams(settings.binance_url("stream"), streams, publish=bus.publish,
                                bus_status=bus.publish,
                                silence_s=settings.binance_stream_silence_s,
-                               public_silence_s=settings.binance_public_silence_s)
+                               public_silence_s=settings.binance_public_silence_s,
+                               paths=stream_paths(settings))
         live = isinstance(conn, BinanceConnection)
         try:
             if live:

@@ -20,6 +20,11 @@ lowercase symbols; frames arrive as ``{"stream": name, "data": payload}``.
   ``ControlRate``, 5 messages/s like the official SDK.
 * Reconnects use exponential backoff with jitter; every up/down is published as
   ``ConnectionStatus(stream="market/<route>")`` and logged.
+* Paths (``paths``): ``routed`` as above; ``unrouted`` is ``<base>/stream?streams=...`` (the
+  testnet form nautilus_trader uses; retired on mainnet); ``auto`` starts routed and falls back
+  to unrouted for a connection that was refused twice or stayed silent before its first frame
+  (the USD-M testnet's routed paths are unverified, PROTOCOL.md §10). Use ``auto`` on the
+  testnet only: on mainnet the unrouted paths are retired and fail silently.
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ def stream_names(symbols: Iterable[str], kinds: Iterable[str]) -> list[str]:
     return [f"{s.lower()}@{k}" for s in symbols for k in kinds]
 
 
-def connection_urls(base: str, streams: Iterable[str], *, per_connection: int = MAX_STREAMS
-                    ) -> list[tuple[str, str]]:
-    """``[(route, url)]``: streams grouped by route, at most ``per_connection`` per URL."""
+def connection_urls(base: str, streams: Iterable[str], *, per_connection: int = MAX_STREAMS,
+                    unrouted: bool = False) -> list[tuple[str, str]]:
+    """``[(route, url)]``: streams grouped by route, at most ``per_connection`` per URL
+    (``unrouted``: ``<base>/stream?streams=`` without the route prefix)."""
     by_route: dict[str, list[str]] = {}
     for s in dict.fromkeys(streams):
         by_route.setdefault(route_of(s), []).append(s)
@@ -73,7 +79,8 @@ def connection_urls(base: str, streams: Iterable[str], *, per_connection: int = 
         names = by_route[route]
         for i in range(0, len(names), per_connection):
             chunk = "/".join(names[i:i + per_connection])
-            out.append((route, f"{base.rstrip('/')}/{route}/stream?streams={chunk}"))
+            prefix = "" if unrouted else f"/{route}"
+            out.append((route, f"{base.rstrip('/')}{prefix}/stream?streams={chunk}"))
     return out
 
 
@@ -97,10 +104,12 @@ class ControlRate:
 
 class _Conn:
     __slots__ = ("route", "url", "name", "ws", "last", "last_frame", "rate", "frames",
-                 "connects", "pings")
+                 "connects", "pings", "fallback", "refusals")
 
-    def __init__(self, route: str, url: str, name: str) -> None:
+    def __init__(self, route: str, url: str, name: str, fallback: str = "") -> None:
         self.route, self.url, self.name = route, url, name
+        self.fallback = fallback  # the unrouted URL to switch to (paths="auto")
+        self.refusals = 0
         self.ws: Any = None
         self.last = 0.0        # last sign of life: a frame, or a pong on /public
         self.last_frame = 0.0  # last data frame
@@ -131,6 +140,7 @@ class MarketStreams:
                  bus_status: Callable[[ConnectionStatus], None] | None = None,
                  silence_s: float = 10.0, rotate_s: float = ROTATE_S,
                  public_silence_s: float = PUBLIC_SILENCE_S, ping_wait_s: float = 10.0,
+                 paths: str = "routed",
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
                  per_connection: int = MAX_STREAMS) -> None:
         self.streams = list(dict.fromkeys(streams))
@@ -142,9 +152,16 @@ class MarketStreams:
         self.ping_wait_s = ping_wait_s
         self.rotate_s = rotate_s
         self._backoff = (backoff_base_s, backoff_cap_s)
-        urls = connection_urls(base_url, self.streams, per_connection=per_connection)
-        self.conns = [_Conn(route, url, f"market/{route}" + (f"#{n}" if len(urls) > 2 else ""))
-                      for n, (route, url) in enumerate(urls, 1)]
+        if paths not in ("routed", "unrouted", "auto"):
+            raise ValueError(f"paths must be routed, unrouted or auto, not {paths!r}")
+        urls = connection_urls(base_url, self.streams, per_connection=per_connection,
+                               unrouted=paths == "unrouted")
+        plain = connection_urls(base_url, self.streams, per_connection=per_connection,
+                                unrouted=True) if paths == "auto" else [("", "")] * len(urls)
+        self.conns = [_Conn(route, url, f"market/{route}" + (f"#{n}" if len(urls) > 2 else ""),
+                            fallback)
+                      for n, ((route, url), (_, fallback)) in enumerate(zip(urls, plain,
+                                                                            strict=True), 1)]
         self._tasks: list[asyncio.Task] = []
         self.events = 0
         self.bad_frames = 0
@@ -193,6 +210,7 @@ class MarketStreams:
                     conn.url, ping_interval=None, compression=None, proxy=None,
                     max_size=2 ** 22, close_timeout=1, open_timeout=10, logger=WIRE_LOG)
                 conn.connects += 1
+                conn.refusals = 0
                 if conn.connects > 1:
                     self.reconnects += 1
                 logger.info("%s connected (%d streams)", conn.name, conn.url.count("@"))
@@ -201,6 +219,9 @@ class MarketStreams:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                conn.refusals += 1
+                if conn.refusals >= 2:
+                    self._fall_back(conn, "refused twice")
                 delay = backoff.next()
                 detail = f"{type(exc).__name__}: {exc}"[:200]
                 logger.warning("%s: connect failed (%s); retrying in %.2fs", conn.name, detail,
@@ -250,6 +271,8 @@ class MarketStreams:
                     conn.last = loop.time()  # quiet book, live connection
                     continue
                 if now - conn.last > self.silence_s:
+                    if not conn.frames:
+                        self._fall_back(conn, "silent before its first frame")
                     ws.transport.abort()
                     return self._lost(conn, f"silent for {now - conn.last:.1f}s (watchdog)",
                                       backoff)
@@ -261,6 +284,13 @@ class MarketStreams:
                     return new
         finally:
             reader.cancel()
+
+    def _fall_back(self, conn: _Conn, why: str) -> None:
+        """paths="auto": switch ``conn`` to its unrouted URL for good."""
+        if conn.fallback and conn.url != conn.fallback:
+            logger.warning("%s: routed path %s; falling back to the unrouted path", conn.name,
+                           why)
+            conn.url = conn.fallback
 
     async def _answers_ping(self, conn: _Conn, ws: Any) -> bool:
         """Ping ``ws``; True when the pong comes within ``ping_wait_s``."""

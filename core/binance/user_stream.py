@@ -10,6 +10,10 @@ key and reconnect. A connection lasts at most 24 h, so it is reopened before tha
 Every (re)connect calls ``on_connected`` (the adapter reconciles: anything that happened while
 the stream was down is read back from the exchange). Messages go to ``on_message`` as raw text;
 the listenKey never appears in a log line or an exception message.
+
+``paths``: ``routed`` (``/private/ws?listenKey=``), ``unrouted`` (``/ws/<listenKey>``, the
+USD-M testnet form nautilus_trader uses), or ``auto``: routed, falling back to unrouted for good
+after two refused connects in a row (the testnet's ``/private`` is unverified, PROTOCOL.md §10).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class UserStream:
                  on_status: Callable[[bool, str], None] | None = None,
                  keepalive_s: float = KEEPALIVE_S, ping_interval_s: float | None = 60.0,
                  ping_timeout_s: float | None = 120.0, backoff: Backoff | None = None,
-                 rotate_s: float = ROTATE_S) -> None:
+                 rotate_s: float = ROTATE_S, paths: str = "routed") -> None:
         self.stream_base = stream_base.rstrip("/")
         self._new_key = new_key
         self._keepalive = keepalive
@@ -63,6 +67,9 @@ class UserStream:
         self.ping_timeout_s = ping_timeout_s
         self.backoff = backoff or Backoff()
         self.rotate_s = rotate_s
+        self.paths = paths
+        self.unrouted = paths == "unrouted"
+        self._refusals = 0
         self._task: asyncio.Task | None = None
         self._ws: Any = None
         self._up = asyncio.Event()
@@ -95,13 +102,15 @@ class UserStream:
             detail = "closed"
             try:
                 key = await self._new_key()
-                url = f"{self.stream_base}/private/ws?listenKey={key}"
+                url = (f"{self.stream_base}/ws/{key}" if self.unrouted
+                       else f"{self.stream_base}/private/ws?listenKey={key}")
                 async with websockets.connect(
                     url, ping_interval=self.ping_interval_s, ping_timeout=self.ping_timeout_s,
                     compression=None, proxy=None, max_size=2 ** 22, close_timeout=1,
                     logger=WIRE_LOG,
                 ) as ws:
                     self._ws = ws
+                    self._refusals = 0
                     self.connects += 1
                     self.backoff.reset()
                     self._up.set()
@@ -118,6 +127,8 @@ class UserStream:
                 raise
             except Exception as exc:
                 detail = scrub(f"{type(exc).__name__}: {exc}")[:200]
+                if isinstance(exc, websockets.InvalidStatus) and not self.connected:
+                    self._refused()
             finally:
                 self._ws = None
                 if self._up.is_set():
@@ -126,6 +137,15 @@ class UserStream:
             delay = self.backoff.next()
             logger.warning("user stream down (%s); reconnecting in %.2fs", detail, delay)
             await asyncio.sleep(delay)
+
+    def _refused(self) -> None:
+        """A connect was refused: with paths="auto", the second in a row switches to the
+        unrouted path for good."""
+        self._refusals += 1
+        if self.paths == "auto" and not self.unrouted and self._refusals >= 2:
+            logger.warning("user stream: /private refused twice; falling back to the unrouted "
+                           "path")
+            self.unrouted = True
 
     async def _pump(self, ws: Any) -> str:
         reader = asyncio.create_task(self._read(ws), name="user-stream-reader")

@@ -173,7 +173,8 @@ class FakeBinance:
         Returns the number of connections it was queued for."""
         route, sent = stream_route(stream), 0
         for conn in list(self.conns):
-            if conn.kind == "market" and conn.route == route and stream in conn.streams:
+            if (conn.kind == "market" and conn.route in (route, "*")
+                    and stream in conn.streams):
                 conn.send({"stream": stream, "data": data} if conn.combined else data)
                 sent += 1
         return sent
@@ -181,7 +182,7 @@ class FakeBinance:
     def market_subscribers(self, stream: str) -> int:
         route = stream_route(stream)
         return sum(1 for c in self.conns
-                   if c.kind == "market" and c.route == route and stream in c.streams)
+                   if c.kind == "market" and c.route in (route, "*") and stream in c.streams)
 
     async def ping_all(self, kind: str, payload: bytes = b"") -> int:
         """Send a ping frame with ``payload`` on every socket of ``kind`` (as Binance does every

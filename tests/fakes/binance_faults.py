@@ -10,6 +10,8 @@
 * ``klines``: ``{symbol: rows}`` served by ``GET /fapi/v1/klines``;
 * ``no_pong`` / ``pong_delay_s``: the client's pings go unanswered / are answered late
   (``Conn.pings`` and ``Conn.pongs_sent`` count them);
+* ``unrouted_only``: the routed stream paths answer 404 and the unrouted ``/stream`` and
+  ``/ws/<listenKey>`` carry the data (the USD-M testnet's routes are unverified, §10);
 * ``brackets_payload``: served by ``GET /fapi/v1/leverageBracket`` instead of the real brackets
   (``fake.exchange.brackets``, which the leverage and order checks use).
 
@@ -36,6 +38,7 @@ class Faults:
         self.brackets_payload: Any = None
         self.no_pong = False  # leave the client's pings unanswered (a lossy link)
         self.pong_delay_s = 0.0  # answer the client's pings this late (a loaded link)
+        self.unrouted_only = False  # a testnet without /public, /market, /private
         self.execute: Callable[[str, dict[str, Any]], Any] | None = None  # set by the fake
 
     def late_next_order(self, n: int = 1) -> None:

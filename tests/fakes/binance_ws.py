@@ -118,9 +118,16 @@ class Conn:
 # --------------------------------------------------------------------------- market streams
 
 
+def _refused() -> web.WebSocketResponse:
+    return web.json_response({"code": -1, "msg": "Not found."},  # type: ignore[return-value]
+                             status=404)
+
+
 async def market_handler(fake: FakeBinance, request: web.Request) -> web.WebSocketResponse:
     """``/{public|market}/stream?streams=a/b`` (combined) and ``/{public|market}/ws/a/b``
     (raw). Streams on the wrong route are accepted but never delivered."""
+    if fake.faults.unrouted_only:
+        return _refused()
     route = request.match_info["route"]
     combined = request.match_info.get("mode") == "stream"
     names = (request.query.get("streams", "") if combined
@@ -131,8 +138,19 @@ async def market_handler(fake: FakeBinance, request: web.Request) -> web.WebSock
 
 
 async def legacy_handler(fake: FakeBinance, request: web.Request) -> web.WebSocketResponse:
-    """Retired ``/ws/...`` and ``/stream?streams=`` (2026-04-23): handshake, then nothing."""
-    return await Conn(fake, "legacy").run(request)
+    """Retired ``/ws/...`` and ``/stream?streams=`` (2026-04-23): handshake, then nothing.
+    With ``faults.unrouted_only`` (a testnet without the routed paths) they are live instead:
+    ``/stream?streams=`` carries every market stream, ``/ws/<listenKey>`` the user stream."""
+    if not fake.faults.unrouted_only:
+        return await Conn(fake, "legacy").run(request)
+    tail = request.match_info.get("tail")
+    if request.path.startswith("/ws/") and tail and fake.listen_key_valid(tail):
+        return await Conn(fake, "user", combined=False, listen_key=tail).run(
+            request, _stream_control)
+    names = request.query.get("streams", "") if request.path == "/stream" else (tail or "")
+    conn = Conn(fake, "market", route="*", combined=request.path == "/stream",
+                streams=[s for s in names.split("/") if s])
+    return await conn.run(request, _stream_control)
 
 
 def _stream_control(conn: Conn, text: str) -> None:
@@ -168,6 +186,8 @@ async def user_handler(fake: FakeBinance, request: web.Request) -> web.WebSocket
     ``/private/stream?listenKey=`` (``{"stream": key, "data": ...}``), or ``/private/stream``
     plus ``SUBSCRIBE [key]``. An unknown key is refused before the handshake (HTTP 400 -1125;
     the real server's behaviour here is unverified)."""
+    if fake.faults.unrouted_only:
+        return _refused()
     combined = request.match_info.get("mode") == "stream"
     key = request.query.get("listenKey") or request.match_info.get("tail") or None
     if key is not None and not fake.listen_key_valid(key):

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.binance.streams import MarketStreams, stream_names
-from core.events import BookTicker, ConnectionStatus
+from core.events import BookTicker, ConnectionStatus, MarketTick, Side
 from tests.conftest import eventually
 from tests.fakes.binance import FakeBinance
-from tests.fakes.binance_client import BOOK
+from tests.fakes.binance_client import AGG, BOOK
 from tests.fakes.live_harness import LiveBot
 
 
@@ -55,3 +55,39 @@ async def test_public_silence_limit_still_reconnects(fake: FakeBinance) -> None:
         assert any("watchdog" in s.detail for s in status if not s.up)
     finally:
         await streams.stop()
+
+
+async def test_testnet_without_routed_paths_falls_back_to_unrouted(fake: FakeBinance,
+                                                                   tmp_path: Path) -> None:
+    fake.faults.unrouted_only = True  # /public, /market, /private answer 404
+    async with LiveBot(fake, tmp_path) as bot:  # TRADING_MODE=testnet, BINANCE_STREAM_PATHS=auto
+        assert bot.conn.user.unrouted and bot.conn.ready
+        bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
+        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+    events: list = []
+    streams = MarketStreams(fake.stream_url, stream_names(["BTCUSDT"], ["aggTrade",
+                                                                        "bookTicker"]),
+                            publish=events.append, paths="auto", backoff_base_s=0.01,
+                            backoff_cap_s=0.05)
+    await streams.start()
+    try:
+        await eventually(lambda: fake.market_subscribers("btcusdt@aggTrade") == 1
+                         and fake.market_subscribers("btcusdt@bookTicker") == 1)
+        await fake.push_market("btcusdt@aggTrade", AGG)
+        await fake.push_market("btcusdt@bookTicker", BOOK)
+        await eventually(lambda: {type(e) for e in events} == {MarketTick, BookTicker})
+        assert all("/stream?streams=" in c.url and "/market/" not in c.url
+                   and "/public/" not in c.url for c in streams.conns)
+    finally:
+        await streams.stop()
+
+
+def test_mainnet_never_falls_back_to_the_retired_paths(tmp_path: Path) -> None:
+    from core.binance.live import stream_paths
+    from utils.settings import load_settings
+
+    live = load_settings(_env_file=None, trading_mode="live", data_dir=tmp_path,
+                         binance_api_key="k" * 64, binance_api_secret="s" * 64)
+    testnet = load_settings(_env_file=None, trading_mode="testnet", data_dir=tmp_path,
+                            binance_api_key="k" * 64, binance_api_secret="s" * 64)
+    assert stream_paths(live) == "routed" and stream_paths(testnet) == "auto"
