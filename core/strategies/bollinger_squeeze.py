@@ -76,6 +76,14 @@ class BollingerSqueezeRule:
         return RuleDecision(side, stops[0], stops[1],
                             f"squeeze breakout {side.value.lower()}, bandwidth {bw:.4%}")
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        if self._min_bw.value is None or self._bw is None:
+            return "WARMING_UP", 1.0
+        if self._last_break:
+            return ("LONG" if self._last_break > 0 else "SHORT"), 1.0
+        return "NEUTRAL", 1.0
+
     def verdict(self) -> Verdict:
         if self._min_bw.value is None or self._bw is None:
             return warming_up(self.warmup)

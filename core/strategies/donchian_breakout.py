@@ -36,7 +36,7 @@ class DonchianBreakoutRule:
         self._state = 0  # +1 after an up-breakout, -1 after a down one, 0 out
         self._outside = 0  # the previous close was above (+1) / below (-1) its channel
         self._ready = False
-        self._detail = ""
+        self._last = (0.0, 0.0, 0.0)  # channel low, high, close of the last candle
 
     def on_candle(self, c: Candle) -> RuleDecision | None:
         upper, lower = self._entry.upper, self._entry.lower
@@ -51,7 +51,7 @@ class DonchianBreakoutRule:
             self._state = 0
         outside = 1 if c.close > upper else -1 if c.close < lower else 0
         fresh, self._outside = outside != self._outside, outside
-        self._detail = f"channel {lower:.6g}..{upper:.6g}, close {c.close:.6g}"
+        self._last = (lower, upper, c.close)
         if not outside or not fresh:
             return None
         self._state = outside
@@ -63,14 +63,22 @@ class DonchianBreakoutRule:
         return RuleDecision(side, stops[0], stops[1],
                             f"donchian {self._entry.period} breakout {edge:.6g}")
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        if not self._ready:
+            return "WARMING_UP", 1.0
+        return ("LONG" if self._state > 0 else "SHORT" if self._state < 0 else "NEUTRAL"), 1.0
+
     def verdict(self) -> Verdict:
         if not self._ready:
             return warming_up(self.warmup)
+        lower, upper, close = self._last
+        detail = f"channel {lower:.6g}..{upper:.6g}, close {close:.6g}"
         if self._state > 0:
-            return Verdict("LONG", f"up-breakout holds; {self._detail}")
+            return Verdict("LONG", f"up-breakout holds; {detail}")
         if self._state < 0:
-            return Verdict("SHORT", f"down-breakout holds; {self._detail}")
-        return Verdict("NEUTRAL", f"inside; {self._detail}")
+            return Verdict("SHORT", f"down-breakout holds; {detail}")
+        return Verdict("NEUTRAL", f"inside; {detail}")
 
 
 SPEC = StrategySpec(

@@ -77,6 +77,16 @@ class EmaAdxRule:
         reason = f"ema_cross {self._fast.period}/{self._slow.period}, adx {adx:.1f}"
         return RuleDecision(side, stops[0], stops[1], reason, strength=min(1.0, adx / 50))
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        last = self.last
+        fast, slow, adx = last.get("ema_fast"), last.get("ema_slow"), last.get("adx")
+        if fast is None or slow is None or adx is None:
+            return "WARMING_UP", 1.0
+        if adx < self.adx_min:
+            return "NEUTRAL", 1.0
+        return ("LONG" if fast > slow else "SHORT"), min(1.0, adx / 50)
+
     def verdict(self) -> Verdict:
         fast, slow, adx = (self.last.get(k) for k in ("ema_fast", "ema_slow", "adx"))
         if fast is None or slow is None or adx is None:

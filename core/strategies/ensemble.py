@@ -29,7 +29,7 @@ Majority Algorithm", 1994), with fixed weights.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,20 @@ def parse_members(text: str) -> list[Member]:
     return members
 
 
+def _vote_of(rule: TrendRule) -> Callable[[], tuple[str, float]]:
+    """The rule's cheap ``vote()`` (bias, strength) when it has one (the built-ins do), else
+    its ``verdict()`` without the text."""
+    vote = getattr(rule, "vote", None)
+    if callable(vote):
+        return vote
+
+    def from_verdict() -> tuple[str, float]:
+        v = rule.verdict()
+        return v.bias, v.strength
+
+    return from_verdict
+
+
 class EnsembleRule:
     """Weighted vote of catalog rules; see the module docstring."""
 
@@ -111,6 +125,7 @@ class EnsembleRule:
         if stops not in ("strongest", "atr"):
             raise ValueError("stops must be strongest or atr")
         self.members = members
+        self._votes = [_vote_of(rule) for _, rule in members]
         self.threshold, self.stops = threshold, stops
         self._total = sum(m.weight for m, _ in members)
         self._atr = Atr(atr_period)
@@ -128,15 +143,15 @@ class EnsembleRule:
         long_w = short_w = 0.0
         fired: list[tuple[float, Member, RuleDecision]] = []
         votes = []
-        for member, rule in self.members:
+        for (member, rule), vote in zip(self.members, self._votes, strict=True):
             d = rule.on_candle(c)
             if d is not None:
                 side, strength = d.side.value, d.strength
                 fired.append((member.weight * strength, member, d))
             else:
-                v = rule.verdict()
-                side, strength = (v.bias, v.strength) if v.bias in ("LONG", "SHORT") else (
-                    "NONE", 0.0)
+                side, strength = vote()
+                if side != "LONG" and side != "SHORT":
+                    side, strength = "NONE", 0.0
             if side == "LONG":
                 long_w += member.weight * strength
             elif side == "SHORT":

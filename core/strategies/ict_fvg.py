@@ -81,10 +81,11 @@ class IctFvgRule:
             return
         mid = self.swing
         high, low = bars[mid]
-        others = [b for j, b in enumerate(bars) if j != mid]
-        if all(high > h for h, _ in others):
+        highs = [b[0] for b in bars]
+        lows = [b[1] for b in bars]
+        if high > max(highs[:mid]) and high > max(highs[mid + 1:]):
             self._swing_high = high
-        if all(low < lo for _, lo in others):
+        if low < min(lows[:mid]) and low < min(lows[mid + 1:]):
             self._swing_low = low
 
     def _entry(self, c: Candle, atr: float) -> RuleDecision | None:
@@ -113,6 +114,12 @@ class IctFvgRule:
         return RuleDecision(side, sl, sl * self.tp_rr,
                             f"fvg {bottom:.6g}..{top:.6g} retrace after a "
                             f"{'bullish' if direction > 0 else 'bearish'} structure break")
+
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        if self._atr.value is None:
+            return "WARMING_UP", 1.0
+        return ("LONG" if self.bias > 0 else "SHORT" if self.bias < 0 else "NEUTRAL"), 1.0
 
     def verdict(self) -> Verdict:
         if self._atr.value is None:

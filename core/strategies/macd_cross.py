@@ -64,6 +64,16 @@ class MacdRule:
         return RuleDecision(side, stops[0], stops[1],
                             f"macd cross {out[0]:.4g}/{out[1]:.4g}{where}")
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        hist, trend = self._macd.hist, self._trend_value
+        if hist is None or (self._trend is not None and trend is None):
+            return "WARMING_UP", 1.0
+        up = hist > 0
+        if trend is not None and (self._close > trend) != up:
+            return "NEUTRAL", 1.0
+        return ("LONG" if up else "SHORT"), 1.0
+
     def verdict(self) -> Verdict:
         m = self._macd
         if m.hist is None or (self._trend is not None and self._trend_value is None):

@@ -73,6 +73,17 @@ class RsiReversionRule:
             tp = max(abs(middle - c.close), self.min_tp_atr * atr)
         return RuleDecision(side, sl, tp, f"rsi {rsi:.1f} back inside the Bollinger band")
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        rsi, bb = self._rsi.value, self._bb
+        if rsi is None or bb.middle is None:
+            return "WARMING_UP", 1.0
+        if self._armed > 0 or (rsi <= self.oversold and self._close < bb.middle):
+            return "LONG", 1.0
+        if self._armed < 0 or (rsi >= self.overbought and self._close > bb.middle):
+            return "SHORT", 1.0
+        return "NEUTRAL", 1.0
+
     def verdict(self) -> Verdict:
         rsi, bb = self._rsi.value, self._bb
         if rsi is None or bb.middle is None or bb.lower is None or bb.upper is None:

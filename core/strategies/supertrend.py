@@ -44,6 +44,13 @@ class SupertrendRule:
         return RuleDecision(side, sl, sl * self.tp_rr,
                             f"supertrend flip {side.value.lower()}, line {line:.6g}")
 
+    def vote(self) -> tuple[str, float]:
+        """``verdict()``'s bias and strength without its text (the ensemble's fast path)."""
+        st = self._st
+        if st.line is None or not st.direction:
+            return "WARMING_UP", 1.0
+        return ("LONG" if st.direction > 0 else "SHORT"), 1.0
+
     def verdict(self) -> Verdict:
         st = self._st
         if st.line is None or not st.direction:

@@ -167,3 +167,14 @@ def test_the_rules_import_neither_numpy_nor_talib():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("rule_id", BUILTINS)
+def test_vote_agrees_with_verdict_on_real_data(rule_id):
+    from tests.core.strategies.test_indicators import read_klines
+
+    rule = get_spec(rule_id).build()
+    for c in read_klines("XRPUSDT-5m-2021-11-15.csv"):
+        rule.on_candle(c)
+        v = rule.verdict()
+        assert rule.vote() == (v.bias, v.strength)
