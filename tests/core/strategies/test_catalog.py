@@ -178,3 +178,18 @@ def test_vote_agrees_with_verdict_on_real_data(rule_id):
         rule.on_candle(c)
         v = rule.verdict()
         assert rule.vote() == (v.bias, v.strength)
+
+
+def test_the_readme_plugin_example_works(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Writing a plugin"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
+    (tmp_path / "three_bar.py").write_text(code)
+    assert load_plugins(tmp_path) == ["three_bar"] and not plugin_errors()
+    rule = rule_factory("three_bar", {"bars": "3", "atr_period": "2"})()
+    prices = [100, 99, 98, 97, 98, 99, 100, 101, 100]
+    got = [(i, d.side.value) for i, c in enumerate(closes(prices))
+           if (d := rule.on_candle(c)) is not None]
+    assert got == [(3, "SHORT"), (6, "LONG")]
+    assert rule.verdict().bias == "NEUTRAL"
