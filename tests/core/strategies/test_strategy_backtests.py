@@ -7,10 +7,12 @@ from decimal import Decimal
 
 import pytest
 
+from core.alerts import alert_text
 from core.backtest import runner
 from core.backtest.report import check_invariants, compute_stats
 from core.backtest.runner import run_backtest
-from core.events import TradeSignal
+from core.events import PositionOpened, TradeSignal
+from core.journal import to_jsonable
 from main import main
 from tests.conftest import shared_file
 from utils.settings import load_settings
@@ -40,11 +42,13 @@ def test_default_backtest_trades_and_adds_up(strategy, name):
 
 def test_ensemble_signals_carry_confidence_and_votes(monkeypatch):
     seen: list[TradeSignal] = []
+    opened: list[PositionOpened] = []
     real = runner.build_engine
 
     def build(*args, **kwargs):
         engine = real(*args, **kwargs)
         engine.bus.subscribe(TradeSignal, seen.append)
+        engine.bus.subscribe(PositionOpened, opened.append)
         return engine
 
     monkeypatch.setattr(runner, "build_engine", build)
@@ -59,6 +63,11 @@ def test_ensemble_signals_carry_confidence_and_votes(monkeypatch):
         agreeing = sum(w * s for (_, side, s), w in zip(sig.votes, (1, 1, 0.5), strict=True)
                        if side == sig.side.value)
         assert sig.confidence == pytest.approx(agreeing / 2.5, abs=1e-4)
+    # the journal stores every field of the signal; the entry alert shows the ensemble's reason
+    row = to_jsonable(seen[0])
+    assert row["confidence"] == seen[0].confidence and len(row["votes"]) == 3
+    assert opened and all(p.reason.startswith("ensemble ") for p in opened)
+    assert alert_text(opened[0]).endswith(f"[{opened[0].reason}]")
 
 
 def test_cli_backtest_any_rule_with_params(capsys):
