@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bootstrap import RunError, build_services
-from core.events import EngineMode, PositionPhase, Side, TradeSignal
+from core.events import EngineMode, PositionPhase, ProtectiveOrderUpdate, Side, TradeSignal
 from tests.conftest import eventually, shared_file
 from tests.fakes.binance_market import FakeBinanceMarket
 from utils.settings import load_settings
@@ -55,6 +55,8 @@ async def test_testnet_mode_trades_through_the_binance_connection(fake, tmp_path
     services = build_services(settings, replay=None, speed=1.0)
     engine = services.engine
     assert services.paper is None and engine.state.mode is EngineMode.DISARMED
+    stops: dict[str, str] = {}
+    engine.bus.subscribe(ProtectiveOrderUpdate, lambda e: stops.__setitem__(e.kind, e.status))
     await services.start()
     try:
         conn = engine.connection
@@ -65,8 +67,10 @@ async def test_testnet_mode_trades_through_the_binance_connection(fake, tmp_path
             symbol="BTCUSDT", side=Side.LONG, entry_price=D("68000"), quantity=D("0.010"),
             stop_loss=D("67000"), take_profit=D("69000"), leverage=settings.leverage,
             reason="test", ts_ms=conn.clock.now_ms()))
-        await eventually(lambda: engine.state.phase is PositionPhase.OPEN, timeout=5)
-        await eventually(lambda: len(fake.account.open_algos(None)) == 2, timeout=5)  # SL + TP
+        # the bot's own view: OPEN and both stops acknowledged to it (SL + TP)
+        await eventually(lambda: engine.state.phase is PositionPhase.OPEN
+                         and stops == {"SL": "NEW", "TP": "NEW"})
+        assert len(fake.account.open_algos(None)) == 2
         assert len(fake.calls("order.place")) == 1
         assert fake.position("BTCUSDT").amount == D("0.010")
     finally:

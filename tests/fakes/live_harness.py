@@ -15,7 +15,7 @@ from typing import Any
 from core.binance.adapter import BinanceConnection
 from core.binance.live import live_connection_factory
 from core.engine import Engine, build_engine
-from core.events import EngineMode, Side, TradeSignal
+from core.events import EngineMode, ProtectiveOrderUpdate, Side, TradeSignal
 from core.journal import Journal
 from tests.conftest import eventually
 from tests.fakes.binance import FakeBinance
@@ -93,7 +93,22 @@ class LiveBot:
             ts_ms=self.conn.clock.now_ms()))
 
     def open_algos(self) -> list[Any]:
+        """The fake's open algo orders (the exchange's view; the bot learns of changes later)."""
         return self.fake.account.open_algos(None)
+
+    def stops(self) -> dict[str, str]:
+        """The bot's own view of its protective orders: kind ("SL", "TP") -> the latest status
+        it published (ProtectiveOrderUpdate)."""
+        return {e.kind: e.status for e in self.events if type(e) is ProtectiveOrderUpdate}
+
+    def closed(self) -> bool:
+        """FLAT, and no protective order left working, in the bot's view and on the fake."""
+        return (self.phase == "FLAT" and not self.open_algos()
+                and "NEW" not in self.stops().values())
+
+    def protected(self) -> bool:
+        """The bot knows both its SL and TP are working on the exchange (not only the fake)."""
+        return self.stops() == {"SL": "NEW", "TP": "NEW"} and len(self.open_algos()) == 2
 
     def placed_orders(self) -> int:
         """Orders that reached the fake's matching engine (not algo triggers)."""

@@ -34,7 +34,7 @@ async def test_full_trade_long_tp(fake: FakeBinance, tmp_path: Path) -> None:
         assert bot.engine.balance.available("USDT") == D("10000")
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
         await eventually(lambda: bot.phase == "OPEN")
-        await eventually(lambda: len(bot.open_algos()) == 2)
+        await eventually(bot.protected)
         place = fake.calls("order.place")
         assert len(place) == 1 and place[0]["type"] == "MARKET" and place[0]["quantity"] == "0.010"
         assert place[0]["newClientOrderId"] == bot.of(OrderRequest)[0].client_order_id
@@ -73,9 +73,9 @@ async def test_short_closed_by_signal_cancels_both_stops(fake: FakeBinance, tmp_
                                                          ) -> None:
     async with LiveBot(fake, tmp_path) as bot:
         bot.signal(Side.SHORT, "0.020", sl="69000", tp="67000")
-        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+        await eventually(lambda: bot.phase == "OPEN" and bot.protected())
         assert bot.engine.close_position(ExitReason.MANUAL)
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         await eventually(lambda: len(bot.engine.ledger.trades) == 1)
         assert bot.engine.ledger.trades[0].exit_reason is ExitReason.MANUAL
         assert fake.position("BTCUSDT").amount == 0
@@ -86,9 +86,9 @@ async def test_short_closed_by_signal_cancels_both_stops(fake: FakeBinance, tmp_
 async def test_stop_loss_fills_on_the_exchange(fake: FakeBinance, tmp_path: Path) -> None:
     async with LiveBot(fake, tmp_path) as bot:
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
-        await eventually(lambda: len(bot.open_algos()) == 2)
+        await eventually(bot.protected)
         fake.set_price("BTCUSDT", "66900")
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         await eventually(lambda: len(bot.engine.ledger.trades) == 1)
         trade = bot.engine.ledger.trades[0]
         assert trade.exit_reason is ExitReason.SL and trade.exit_price == D("66900")
@@ -126,7 +126,7 @@ async def test_ed25519_session_logon(fake: FakeBinance, tmp_path: Path) -> None:
     async with LiveBot(fake, tmp_path, settings=settings) as bot:
         assert isinstance(bot.conn.config.signer, Ed25519Signer)
         bot.signal()
-        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+        await eventually(lambda: bot.phase == "OPEN" and bot.protected())
     assert len(fake.calls("session.logon")) == 1
     place = fake.calls("order.place")[0]
     assert "signature" not in place and "apiKey" not in place and "timestamp" in place

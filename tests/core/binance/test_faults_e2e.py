@@ -30,7 +30,8 @@ D = Decimal
 
 async def open_long(bot: LiveBot, qty: str = "0.010") -> None:
     bot.signal(Side.LONG, qty, sl="67000", tp="69000")
-    await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+    # the bot's own state: OPEN and both stops acknowledged to it (the fake holds them first)
+    await eventually(lambda: bot.phase == "OPEN" and bot.protected())
 
 
 async def test_dropped_sockets_reconnect_and_trade_on(fake: FakeBinance, tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ async def test_dropped_sockets_reconnect_and_trade_on(fake: FakeBinance, tmp_pat
         await eventually(lambda: bot.conn.user.connects == 2 and bot.conn.ready)
         assert bot.conn.reconciler.runs == 2 and bot.phase == "OPEN"
         fake.set_price("BTCUSDT", "69000")
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         await eventually(lambda: len(bot.engine.ledger.trades) == 1)
         assert bot.engine.ledger.trades[0].exit_reason is ExitReason.TP
         assert len(fake.calls("algoOrder.place")) == 2  # adopted after the reconnect
@@ -54,7 +55,7 @@ async def test_fill_lost_while_disconnected_is_recovered(fake: FakeBinance,
         await fake.drop_all_sockets()
         fake.set_price("BTCUSDT", "69000")  # the TP fills while nobody listens
         await eventually(lambda: bot.conn.user.connects == 2 and bot.conn.ready)
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         await eventually(lambda: len(bot.engine.ledger.trades) == 1)
         trade = bot.engine.ledger.trades[0]
         assert trade.exit_reason is ExitReason.TP and trade.exit_price == D("69000")
@@ -144,7 +145,7 @@ async def test_503_unknown_with_the_fill_lost_is_recovered_from_status(
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
         await eventually(lambda: bot.phase == "OPEN")
         bot.bus.unsubscribe(OrderRequest, cut_user_stream)
-        await eventually(lambda: len(bot.open_algos()) == 2 and bot.conn.ready)
+        await eventually(lambda: bot.protected() and bot.conn.ready)
         assert len(fake.calls("order.place")) == 1 and bot.placed_orders() == 1
         assert fake.calls("order.status") and fake.calls("GET /fapi/v1/userTrades")
         fills = [u for u in bot.of(OrderUpdate) if u.is_fill]
@@ -184,7 +185,7 @@ async def test_stop_that_would_trigger_immediately_closes_at_market(fake: FakeBi
         bot.bus.subscribe(PositionOpened, lambda ev: fake.reject_next_order(-2021))
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
         await eventually(lambda: len(bot.engine.ledger.trades) == 1)
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         assert bot.engine.ledger.trades[0].exit_reason is ExitReason.SL
         closes = bot.of(CloseRequest)
         assert closes[0].reason is ExitReason.SL and "-2021" in closes[0].detail

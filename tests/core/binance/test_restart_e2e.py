@@ -26,7 +26,7 @@ D = Decimal
 async def first_run_opens(fake: FakeBinance, data_dir: Path) -> None:
     async with LiveBot(fake, data_dir, persist=True) as bot:
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
-        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+        await eventually(lambda: bot.phase == "OPEN" and bot.protected())
     assert len(fake.account.open_algos(None)) == 2  # stopping leaves the stops in place
 
 
@@ -39,7 +39,7 @@ async def test_restart_adopts_position_and_stops(fake: FakeBinance, tmp_path: Pa
         assert (adopted[0].stop_loss, adopted[0].take_profit) == (D("67000.00"), D("69000.00"))
         assert len(fake.calls("algoOrder.place")) == 2  # nothing placed twice
         fake.set_price("BTCUSDT", "69000")
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
         assert fake.position("BTCUSDT").amount == 0
 
 
@@ -52,7 +52,7 @@ async def test_fresh_state_adopts_the_exchange_position(fake: FakeBinance,
         assert bot.of(PositionAdopted)[0].stops == "adopted"
         assert len(fake.calls("algoOrder.place")) == 2
         fake.set_price("BTCUSDT", "66000")
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
 
 
 async def test_missing_stops_are_replaced_from_the_saved_levels(fake: FakeBinance,
@@ -95,11 +95,11 @@ async def test_entry_filled_while_down_is_recovered(fake: FakeBinance, tmp_path:
         assert len(fill) == 1 and fill[0].client_order_id == cid
         assert fill[0].commission == D("0.34000000")
         assert bot.of(PositionOpened)
-        await eventually(lambda: len(bot.open_algos()) == 2)
+        await eventually(bot.protected)
         assert len(fake.calls("order.place")) == 0  # resolved, never resent
         assert not bot.of(PositionAdopted)  # ORDERING's own entry, not a stranger
         assert bot.engine.close_position(ExitReason.MANUAL)
-        await eventually(lambda: bot.phase == "FLAT" and not bot.open_algos())
+        await eventually(bot.closed)
 
 
 async def test_entry_never_placed_is_rejected_at_restart(fake: FakeBinance,
