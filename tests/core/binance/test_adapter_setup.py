@@ -160,5 +160,5 @@ async def test_connections_rotate_and_trading_goes_on(fake: FakeBinance, tmp_pat
                          timeout=3)
         await eventually(lambda: bot.conn.ready)
         bot.signal()
-        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+        await eventually(lambda: bot.phase == "OPEN" and bot.protected())
         assert bot.placed_orders() == 1 and len(fake.calls("algoOrder.place")) == 2

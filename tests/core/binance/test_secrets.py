@@ -59,7 +59,7 @@ async def test_no_secret_in_logs_or_errors(fake: FakeBinance, tmp_path: Path,
     errors: list[str] = []
     async with LiveBot(fake, tmp_path, keepalive_s=0.05) as bot:
         bot.signal(Side.LONG, "0.010", sl="67000", tp="69000")
-        await eventually(lambda: bot.phase == "OPEN" and len(bot.open_algos()) == 2)
+        await eventually(lambda: bot.phase == "OPEN" and bot.protected())
         fake.expire_listen_key()
         await eventually(lambda: bot.conn.user.connects == 2 and bot.conn.ready)
         fake.throttle_next(1, status=429, retry_after_s=0.1)
