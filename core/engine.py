@@ -21,6 +21,7 @@ from core.events import (
     ExitReason,
     PositionOpened,
     PositionPhase,
+    StateChanged,
 )
 from core.follow_orders import FollowOrders
 from core.ledger import Ledger
@@ -107,7 +108,8 @@ class Engine:
 
     def set_strategy(self, choice: StrategyChoice, *, persist: bool = True) -> None:
         """Switch TRENDING to ``choice`` (``/strategy set``): only while FLAT, validated first,
-        persisted to ``DATA_DIR/strategy.json`` when ``persist`` so a restart keeps it.
+        persisted to ``DATA_DIR/strategy.json`` when ``persist`` so a restart keeps it; a
+        ``StateChanged(what="strategy")`` records the switch in the journal.
 
         Raises:
             core.strategies.catalog.StrategyError: not a valid strategy or parameters.
@@ -119,9 +121,13 @@ class Engine:
             raise RuntimeError("a position is open; switch strategies only while flat")
         if persist:
             save_choice(self.settings, choice)
+        old = self.strategy
         self.trending.set_rule_factory(factory, choice.name)
         self.strategy = choice
         logger.info("strategy switched to %s %s", choice.name, dict(choice.params))
+        self.bus.publish(StateChanged(  # journaled: when which strategy started to trade
+            what="strategy", old=old.name, new=choice.name,
+            reason=",".join(f"{k}={v}" for k, v in choice.params.items()), ts_ms=now_ms()))
 
     def strategy_status(self) -> dict[str, Any]:
         """The active strategy, its parameters, and the last signal's confidence and votes."""

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from core.engine import build_engine
-from core.events import Candle, PositionPhase
+from core.events import Candle, PositionPhase, StateChanged
 from core.strategies import catalog as cat
 from core.strategies.catalog import StrategyError
 from core.strategies.selection import StrategyChoice, active_strategy, choice_path
@@ -51,7 +51,11 @@ def test_switch_while_flat_persists_and_a_restart_keeps_it(tmp_path):
     engine = build_engine(s)
     for c in closes([100.0 + (i % 7) for i in range(40)]):
         engine.publish(c)
+    changes = []
+    engine.bus.subscribe(StateChanged, changes.append)
     engine.set_strategy(StrategyChoice("donchian_breakout", {"entry_period": "10"}))
+    assert [(c.what, c.old, c.new, c.reason) for c in changes] == [
+        ("strategy", "ema_adx", "donchian_breakout", "entry_period=10")]
     rule = engine.trending.rules["BTCUSDT"]
     assert rule.params["entry_period"] == 10 and rule.verdict().bias != "WARMING_UP"
     assert json.loads(choice_path(s).read_text())["strategy"] == "donchian_breakout"
