@@ -7,6 +7,7 @@
     python main.py run [--replay DATA... [--speed N]]
     python main.py record --out data/FILE.gz [--symbols BTCUSDT,ETHUSDT] [--streams ...]
                    [--duration SECONDS]
+    python main.py secrets set|show|keygen [--passphrase]
 
 Exit status: 0 ok, 2 bad input (settings, arguments, data files), 1 unexpected failure.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from core.ledger import LedgerError
 from core.state import StateError
-from utils.settings import Settings, SettingsError, load_settings
+from utils.settings import Settings, SettingsError, load_settings, load_settings_plain
 
 logger = logging.getLogger("dort5bot")
 
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--streams", help="stream kinds, e.g. aggTrade,bookTicker,markPrice@1s "
                                        "(default BINANCE_MARKET_STREAMS)")
     rec.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
+
+    sec = sub.add_parser("secrets", help="API secrets encrypted at rest (SECRETS_FILE)")
+    sec.add_argument("action", choices=("set", "show", "keygen"),
+                     help="set: ask for the secrets (or read NAME=value lines from stdin) and "
+                          "encrypt them; show: which are stored; keygen: print a new SECRETS_KEY")
+    sec.add_argument("--passphrase", action="store_true",
+                     help="encrypt with a passphrase (asked, or SECRETS_PASSPHRASE) instead of "
+                          "SECRETS_KEY")
     return p
 
 
@@ -206,9 +215,79 @@ def cmd_record(args: argparse.Namespace) -> int:
                              duration_s=args.duration,
                              silence_s=settings.binance_stream_silence_s)
         print(f"recorded {stats.frames} frames in {stats.seconds:.0f}s to {stats.path}")
+        if stats.frames == 0:
+            print("error: nothing was recorded (no market data arrived; is Binance reachable?)",
+                  file=sys.stderr)
+            return 1
         return 0
 
     return asyncio.run(go())
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """``secrets set|show|keygen``: values are read with getpass (never echoed) or as
+    ``NAME=value`` lines from a pipe, and never printed."""
+    import getpass
+
+    from utils.secret_store import (
+        SECRET_NAMES,
+        SecretStoreError,
+        decrypt,
+        encrypt,
+        generate_key,
+        needs_passphrase,
+        write_secrets_file,
+    )
+
+    if args.action == "keygen":
+        print(generate_key())
+        return 0
+    settings = load_settings_plain()
+    path = settings.secrets_path
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    passphrase = (settings.secrets_passphrase.get_secret_value()
+                  if settings.secrets_passphrase else None)
+    old: dict[str, str] = {}
+    try:
+        if path.is_file():
+            data = path.read_bytes()
+            if needs_passphrase(data) and passphrase is None and sys.stdin.isatty():
+                passphrase = getpass.getpass("passphrase: ")
+            old = decrypt(data, key=key, passphrase=passphrase, name=f"SECRETS_FILE {path}")
+        if args.action == "show":
+            for name in SECRET_NAMES:
+                print(f"{name}: {'stored' if old.get(name) else '-'}")
+            return 0
+        if args.passphrase or (key is None and passphrase is not None):
+            key = None
+            if passphrase is None:
+                passphrase = getpass.getpass("new passphrase: ")
+        elif key is None:
+            raise UsageError("set SECRETS_KEY (make one with `main.py secrets keygen`) or use "
+                             "--passphrase")
+        new = dict(old)
+        if sys.stdin.isatty():
+            for name in SECRET_NAMES:
+                value = getpass.getpass(f"{name} (empty keeps the stored value): ").strip()
+                if value:
+                    new[name] = value
+        else:
+            for line in sys.stdin.read().splitlines():
+                name, sep, value = line.strip().partition("=")
+                if not sep or name.strip() not in SECRET_NAMES:
+                    raise UsageError("stdin lines must be NAME=value with NAME one of "
+                                     + ", ".join(SECRET_NAMES))
+                new[name.strip()] = value.strip()
+        for name, value in new.items():
+            field = name.lower()
+            if field in Settings.model_fields:
+                load_settings_plain(**{field: value})  # refuses weak ones
+        write_secrets_file(path, encrypt(new, key=key,
+                                         passphrase=None if key else passphrase))
+    except SecretStoreError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{len(new)} secret(s) encrypted to {path}; values live only in memory at run time")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "record":
             setup_logging("INFO", json_lines=False)
             return cmd_record(args)
+        if args.command == "secrets":
+            setup_logging("WARNING", json_lines=False)
+            return cmd_secrets(args)
         if args.command == "strategies":
             setup_logging("ERROR", json_lines=False)
             return cmd_strategies(args)

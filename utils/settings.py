@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
+    # encrypted at rest (`main.py secrets set`); plain variables above win over the file
+    secrets_file: Path | None = None  # default DATA_DIR/secrets.enc
+    secrets_key: SecretStr | None = None  # a Fernet key (`main.py secrets keygen`)
+    secrets_passphrase: SecretStr | None = None  # or a passphrase (scrypt)
 
     # --- Binance: endpoints (None = the TRADING_MODE default, see BINANCE_URLS), keys, adapter
     binance_rest_url: str | None = None  # base, e.g. https://fapi.binance.com
@@ -323,6 +327,10 @@ class Settings(BaseSettings):
         return self.data_dir / "journal.sqlite3"
 
     @property
+    def secrets_path(self) -> Path:
+        return self.secrets_file or self.data_dir / "secrets.enc"
+
+    @property
     def state_path(self) -> Path:
         return self.data_dir / "state.json"
 
@@ -378,20 +386,44 @@ class Settings(BaseSettings):
         return v
 
 
-_SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token", "api_token"}
+_SECRET_FIELDS = {"binance_api_key", "binance_api_secret", "telegram_bot_token", "api_token",
+                  "secrets_key", "secrets_passphrase"}
 _COMMON_WORDS = frozenset({"USDT", "BTCUSDT", "ETHUSDT", "BUSD", "TEST", "SECRET", "PASSWORD",
                            "CHANGEME", "CHANGE_ME", "NONE", "NULL", "YOUR_API_KEY",
                            "YOUR_API_SECRET", "XXXXXXXXXXXXXXXXXXXX"})
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from environment, ``.env`` and ``overrides`` (highest priority).
+    """Build Settings from environment, ``.env`` and ``overrides`` (highest priority), then
+    fill unset secrets from the encrypted SECRETS_FILE when it exists.
+
+    Raises:
+        SettingsError: one line per invalid variable, naming it; values are not echoed.
+    """
+    return _load(overrides, decrypt_secrets=True)
+
+
+def load_settings_plain(**overrides: Any) -> Settings:
+    """``load_settings`` without reading SECRETS_FILE (for `main.py secrets`, which manages it).
+
+    Raises:
+        SettingsError: as ``load_settings``.
+    """
+    return _load(overrides, decrypt_secrets=False)
+
+
+def _load(overrides: dict[str, Any], *, decrypt_secrets: bool) -> Settings:
+    """Settings from the environment and ``overrides``.
 
     Raises:
         SettingsError: one line per invalid variable, naming it; values are not echoed.
     """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        from_file = _secrets_from_file(settings) if decrypt_secrets else {}
+        if from_file:
+            settings = Settings(**{**from_file, **overrides})
+        return settings
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -399,3 +431,32 @@ def load_settings(**overrides: Any) -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{loc.upper()}: {msg}")
         raise SettingsError("invalid settings: " + "; ".join(lines)) from None
+
+
+def _secrets_from_file(settings: Settings) -> dict[str, str]:
+    """Secrets from the encrypted SECRETS_FILE for the fields still unset (the environment and
+    overrides win). Nothing when the file does not exist.
+
+    Raises:
+        SettingsError: the file exists but cannot be decrypted (no or wrong key/passphrase,
+            damaged); the message names SECRETS_FILE, never a value.
+    """
+    path = settings.secrets_path
+    if not path.is_file():
+        return {}
+    from utils.secret_store import SecretStoreError, decrypt
+
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    passphrase = (settings.secrets_passphrase.get_secret_value()
+                  if settings.secrets_passphrase else None)
+    try:
+        values = decrypt(path.read_bytes(), key=key, passphrase=passphrase,
+                         name=f"SECRETS_FILE {path}")
+    except (OSError, SecretStoreError) as exc:
+        raise SettingsError(f"invalid settings: {exc}") from None
+    out = {}
+    for name, value in values.items():
+        field = name.lower()
+        if field in Settings.model_fields and getattr(settings, field) is None:
+            out[field] = value
+    return out
