@@ -12,6 +12,7 @@ from decimal import Decimal
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from handlers.alert_texts import trade_line
 from handlers.common import (
     Deps,
     deps,
@@ -19,11 +20,11 @@ from handlers.common import (
     no_args,
     num,
     off_loop,
-    price,
     reply,
     reply_chat_id,
     utc,
 )
+from handlers.outbox import Priority, escape
 from handlers.registry import Command, UsageError
 from utils.charts import render_equity_curve
 
@@ -49,9 +50,10 @@ def pnl_text(d: Deps, summary: dict, title: str, since_ms: int | None) -> str:
     asset = d.settings.quote_asset
     snap = d.services.engine.status()
     upnl = (snap["position"] or {}).get("unrealized_pnl") or Decimal(0)
-    since = utc(since_ms) + " UTC" if since_ms is not None else t.plain("the start")
+    heading = (t("<b>{title}</b> since {since} UTC", title=title, since=utc(since_ms))
+               if since_ms is not None else t("<b>{title}</b>, all time", title=title))
     return "\n".join([
-        t("<b>{title}</b> since {since}", title=title, since=since),
+        heading,
         t("Realized net PnL: <b>{net}</b> {asset}", net=num(summary["net_pnl"], 4, sign=True),
           asset=asset),
         t("Gross {gross}, fees {fees}, funding {funding}",
@@ -91,7 +93,8 @@ async def equity_points(d: Deps, since_ms: int | None) -> list[tuple[int, float]
 
 
 async def send_pnl(d: Deps, chat_ids: Iterable[int], period: str, title: str,
-                   since_ms: int | None) -> None:
+                   since_ms: int | None, *, priority: Priority = Priority.REPLY,
+                   silent: bool = False) -> None:
     """Queue the PnL text and the equity chart (rendered once, off the event loop) for chats."""
     summary = await d.services.journal.pnl_summary(since_ms)
     text = pnl_text(d, summary, title, since_ms)
@@ -101,8 +104,9 @@ async def send_pnl(d: Deps, chat_ids: Iterable[int], period: str, title: str,
     png = await off_loop(render_equity_curve, points, chart_title)
     caption = d.texts("Equity curve ({period})", period=period)
     for chat_id in chat_ids:
-        d.outbox.send_text(chat_id, text)
-        d.outbox.send_photo(chat_id, png, caption, filename=f"equity_{period}.png")
+        d.outbox.send_text(chat_id, text, priority=priority, silent=silent)
+        d.outbox.send_photo(chat_id, png, caption, filename=f"equity_{period}.png",
+                            priority=priority, silent=silent)
 
 
 async def pnl(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -133,11 +137,8 @@ async def trades(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     lines = [t("<b>Last {n} trades</b>", n=len(rows))]
     for tr in rows:
-        lines.append(t("{time} {side} {quantity} {symbol} {entry} → {exit} net <b>{net}</b> "
-                       "[{reason}]", time=utc(tr.exit_ts_ms), side=tr.side.value,
-                       quantity=tr.quantity, symbol=tr.symbol, entry=price(tr.entry_price),
-                       exit=price(tr.exit_price), net=num(tr.net_pnl, 4, sign=True),
-                       reason=tr.exit_reason.value))
+        lines.append(f"{escape(utc(tr.exit_ts_ms))} "
+                     + trade_line(t, tr, d.settings.leverage, d.settings.quote_asset))
     reply(update, context, "\n".join(lines))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from handlers.alert_texts import word
 from handlers.common import deps, duration, no_args, num, price, reply
 from handlers.registry import Command
 
@@ -19,7 +20,8 @@ def status_text(context: ContextTypes.DEFAULT_TYPE) -> str:
     asset = d.settings.quote_asset
     lines = [
         t("<b>Status</b>: {trading_mode} mode, engine <b>{mode}</b>, phase {phase}",
-          trading_mode=snap["trading_mode"], mode=snap["mode"], phase=snap["phase"]),
+          trading_mode=word(t, snap["trading_mode"]), mode=word(t, snap["mode"]),
+          phase=word(t, snap["phase"])),
         t("Symbols: {symbols}, timeframe {timeframe}", symbols=", ".join(snap["symbols"]),
           timeframe=d.settings.timeframe),
         t("Connection: market feed {feed}, {drops} drops in 10 min; Telegram {pending} pending",

@@ -7,10 +7,13 @@ import time
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from handlers.alert_texts import word
 from handlers.common import deps, duration, int_arg, no_args, reply, utc
+from handlers.i18n import N_
 from handlers.outbox import escape
 from handlers.registry import Command, help_lines
-from utils.log_setup import recent_log_lines, redact
+from utils.log_setup import recent_log_lines, redact, without_paths
+from utils.version import describe
 
 LOGS_DEFAULT, LOGS_MAX = 30, 200
 
@@ -20,7 +23,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     t = d.texts
     reply(update, context, "\n".join([
         t("<b>dort5bot</b> is running: {trading_mode} mode, engine {mode}.",
-          trading_mode=d.settings.trading_mode, mode=d.services.engine.state.mode.value),
+          trading_mode=word(t, d.settings.trading_mode),
+          mode=word(t, d.services.engine.state.mode.value)),
         t("Send /help for the commands."),
     ]))
 
@@ -77,18 +81,64 @@ async def logs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not lines:
         reply(update, context, t("No log lines yet."))
         return
-    body = "\n".join(escape(redact(line)) for line in lines)
+    body = "\n".join(escape(without_paths(redact(line))) for line in lines)
     reply(update, context, t("<b>Last {n} log lines</b>", n=len(lines)) + f"\n<pre>{body}</pre>")
+
+
+#: /settings sections: (title, name prefixes), first match wins; the rest is "Other".
+SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (N_("Trading"), ("trading_mode", "symbols", "timeframe", "leverage", "initial_balance",
+                     "quote_asset", "paper_", "max_notional", "slippage", "fee")),
+    (N_("Strategy"), ("strategy", "ensemble", "ema_", "adx", "sl_", "tp_", "trailing", "atr")),
+    (N_("Risk"), ("risk_", "daily_loss", "max_", "cooldown", "adopt_")),
+    (N_("Binance"), ("binance_",)),
+    (N_("Telegram"), ("telegram_", "bot_language", "daily_report")),
+    (N_("Market data"), ("market_", "watchlist")),
+    (N_("Storage and logs"), ("data_dir", "log_", "journal", "secrets_", "replay_")),
+    (N_("HTTP"), ("http_", "api_")),
+)
+MAX_SETTING_CHARS = 60
+
+
+def setting_groups(view: dict[str, str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``public_view`` grouped by section, values shortened (paths to their last part, long
+    lists cut), empty values left out."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for name, value in sorted(view.items()):
+        if value == "":
+            continue
+        title = next((t for t, prefixes in SETTING_GROUPS if name.startswith(prefixes)),
+                     N_("Other"))
+        shown = without_paths(redact(value))
+        if len(shown) > MAX_SETTING_CHARS:
+            shown = shown[:MAX_SETTING_CHARS - 1] + "…"
+        groups.setdefault(title, []).append((name, shown))
+    order = [t for t, _ in SETTING_GROUPS] + [N_("Other")]
+    return [(title, groups[title]) for title in order if title in groups]
 
 
 async def settings_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     no_args(context.args)
     d = deps(context)
-    view = d.settings.public_view()
-    lines = [f"<code>{escape(name)}</code> = {escape(redact(value))}"
-             for name, value in sorted(view.items())]
-    reply(update, context, d.texts("<b>Effective settings</b> (secrets hidden)") + "\n"
-          + "\n".join(lines))
+    t = d.texts
+    lines = [t("<b>Effective settings</b> (secrets hidden)")]
+    for title, items in setting_groups(d.settings.public_view()):
+        lines.append(f"\n<b>{escape(t.plain(title))}</b>")
+        lines += [f"<code>{escape(name)}</code> {escape(value)}" for name, value in items]
+    reply(update, context, "\n".join(lines))
+
+
+async def version(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    no_args(context.args)
+    d = deps(context)
+    info = describe()
+    import telegram
+
+    reply(update, context, d.texts(
+        "<b>dort5bot</b> {version} (commit {commit}), Python {python}, "
+        "python-telegram-bot {ptb}; {trading_mode} mode", version=info["version"],
+        commit=info["commit"], python=info["python"], ptb=telegram.__version__,
+        trading_mode=d.settings.trading_mode))
 
 
 COMMANDS = (
@@ -102,4 +152,6 @@ COMMANDS = (
             admin_only=True, callback=logs),
     Command(name="settings", help="Effective settings, secrets hidden", usage="/settings",
             admin_only=True, callback=settings_),
+    Command(name="version", help="Bot version, commit and libraries", usage="/version",
+            admin_only=False, callback=version),
 )

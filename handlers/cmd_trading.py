@@ -14,7 +14,8 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from core.events import ExitReason, PositionPhase
-from handlers.common import Deps, deps, no_args, reply, reply_chat_id
+from handlers.alert_texts import word
+from handlers.common import Deps, deps, no_args, price, reply, reply_chat_id
 from handlers.confirm import PATTERN, Outcome
 from handlers.registry import Command
 from utils.log_setup import redact
@@ -43,7 +44,7 @@ def perform(d: Deps, action: str) -> str:
     if action == "close":
         if engine.close_position(ExitReason.MANUAL, ts):
             return t("Closing the position; the engine stays {mode}.",
-                     mode=engine.state.mode.value)
+                     mode=word(t, engine.state.mode.value))
         return t("No open position.")
     if action == "flat":
         if engine.flat(ts):
@@ -69,12 +70,16 @@ def _ask(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, questi
 
 
 def _position_line(d: Deps) -> str | None:
+    """``LONG 0.010 BTCUSDT at market (mark ≈ 56019.2)``: what a close would do, priced at
+    the current mark, not at the entry; None when flat."""
     st = d.services.engine.state
     if st.phase is PositionPhase.FLAT or not st.symbol:
         return None
-    side = st.side.value if st.side else ""
-    return d.texts("{side} {quantity} {symbol} at {entry}", side=side, quantity=st.quantity,
-                   symbol=st.symbol, entry=st.entry_price)
+    t = d.texts
+    side = word(t, st.side.value) if st.side else ""
+    mark = d.services.engine.connection.reference_price(st.symbol)
+    return t("{side} {quantity} {symbol} at market (mark ≈ {mark})", side=side,
+             quantity=st.quantity, symbol=st.symbol, mark=price(mark))
 
 
 async def arm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -100,16 +105,20 @@ async def close(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if position is None:
         reply(update, context, d.texts("No open position."))
         return
-    _ask(update, context, "close", d.texts("Close {position} at market? The engine stays armed.",
+    _ask(update, context, "close", d.texts("Close {position}? The engine stays armed.",
                                            position=position))
 
 
 async def flat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     no_args(context.args)
     d = deps(context)
-    position = _position_line(d) or d.texts("no position")
-    _ask(update, context, "flat", d.texts("Go flat: disarm, close {position} and cancel open "
-                                          "orders?", position=position))
+    position = _position_line(d)
+    if position is None:
+        question = d.texts("Go flat: disarm and cancel open orders? There is no position.")
+    else:
+        question = d.texts("Go flat: disarm, close {position} and cancel open orders?",
+                           position=position)
+    _ask(update, context, "flat", question)
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

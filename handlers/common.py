@@ -18,6 +18,7 @@ from telegram import InlineKeyboardMarkup, Update
 from core.services import Services
 from handlers.confirm import Confirmations
 from handlers.i18n import Texts
+from handlers.notify import NotifyPrefs
 from handlers.outbox import Outbox
 from handlers.registry import Access, Command, UsageError
 from utils.settings import Settings
@@ -40,6 +41,7 @@ class Deps:
     access: Access
     project_root: Path
     commands: list[Command] = field(default_factory=list)
+    notify: NotifyPrefs = field(default_factory=lambda: NotifyPrefs(None))
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @property

@@ -42,10 +42,12 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from core.events import PositionPhase
 from core.services import RunError, Services
+from handlers.alert_texts import word
 from handlers.alerts import AlertRelay
 from handlers.common import DEPS_KEY, Deps, deps, reply
 from handlers.confirm import Confirmations
 from handlers.i18n import Texts
+from handlers.notify import NotifyPrefs
 from handlers.outbox import Outbox
 from handlers.registry import (
     Access,
@@ -134,6 +136,7 @@ def build_application(settings: Settings, services: Services,
         texts=t,
         confirmations=Confirmations(options.confirm_ttl_s, options.clock), access=access,
         project_root=options.project_root, commands=commands,
+        notify=NotifyPrefs(settings.data_dir / "notify.json"),
     )
     app.bot_data["_host"] = _HostState(options)
     install(app, commands, callbacks, access, on_usage=_on_usage, on_unknown=_on_unknown)
@@ -149,7 +152,8 @@ async def _post_init(app: Application) -> None:
     host: _HostState = app.bot_data["_host"]
     t = d.texts
     await d.outbox.start()
-    relay = AlertRelay(d.services.engine.bus, d.outbox, sorted(d.admins), t)
+    relay = AlertRelay(d.services.engine.bus, d.outbox, sorted(d.admins), t, prefs=d.notify,
+                       leverage=d.settings.leverage, asset=d.settings.quote_asset)
     app.bot_data[RELAY_KEY] = relay
     await d.services.start(start_feed=False)
     try:
@@ -158,7 +162,8 @@ async def _post_init(app: Application) -> None:
         logger.warning("setMyCommands failed: %s", redact(f"{type(exc).__name__}: {exc}"))
     engine = d.services.engine
     relay.send(t("<b>dort5bot started</b>: {trading_mode} mode, engine {mode}, symbols {symbols}",
-                 trading_mode=d.settings.trading_mode, mode=engine.state.mode.value,
+                 trading_mode=word(t, d.settings.trading_mode),
+                 mode=word(t, engine.state.mode.value),
                  symbols=", ".join(d.settings.symbols)))
     if app.job_queue is not None:
         balance_refresh.schedule(app.job_queue)
@@ -189,7 +194,7 @@ async def _post_stop(app: Application) -> None:
     st = d.services.engine.state
     if st.phase is not PositionPhase.FLAT and st.symbol:
         position = t("{side} {quantity} {symbol} stays open with its protective stops.",
-                     side=st.side.value if st.side else "", quantity=st.quantity,
+                     side=word(t, st.side.value) if st.side else "", quantity=st.quantity,
                      symbol=st.symbol)
     else:
         position = t("No open position.")

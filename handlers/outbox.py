@@ -206,10 +206,10 @@ class Outbox:
         return [*self._queues[0], *self._queues[1]]
 
     def _put(self, chat_id: int, kind: str, text: str, *, priority: Priority = Priority.REPLY,
-             notice: bool = False, **fields: Any) -> None:
+             notice: bool = False, silent: bool = False, **fields: Any) -> None:
         data = fields.get("data")
         msg = OutMessage(0, int(chat_id), kind, text, priority=int(priority), notice=notice,
-                         size=len(data) if data else 0, **fields)
+                         size=len(data) if data else 0, silent=silent, **fields)
         seq = self._store.add(msg)
         if seq is None:
             self._seq += 1
@@ -220,7 +220,7 @@ class Outbox:
             kept = None  # on disk until sent
         fields = {**fields, "data": kept}
         queued = OutMessage(seq, msg.chat_id, kind, text, priority=int(priority), notice=notice,
-                            size=msg.size, **fields)
+                            size=msg.size, silent=silent, **fields)
         self._queues[min(int(priority), Priority.REPLY)].append(queued)
         if self.pending > self._max_pending:
             victim_queue = self._queues[Priority.REPLY] or self._queues[Priority.ALERT]
@@ -230,7 +230,7 @@ class Outbox:
 
     def send_text(self, chat_id: int, text: str, *,
                   markup: InlineKeyboardMarkup | None = None,
-                  priority: Priority = Priority.REPLY) -> None:
+                  priority: Priority = Priority.REPLY, silent: bool = False) -> None:
         """Queue an HTML text (split when longer than 4096); the keyboard goes on the last
         part."""
         if not text.strip():
@@ -238,22 +238,26 @@ class Outbox:
         parts = split_html(text)
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            self._put(chat_id, "text", part, priority=priority,
+            self._put(chat_id, "text", part, priority=priority, silent=silent,
                       markup=markup.to_json() if markup is not None and last else "")
 
     def broadcast(self, chat_ids: Iterable[int], text: str, *,
-                  priority: Priority = Priority.ALERT, notice: bool = False) -> None:
-        """The same alert to every chat (alerts go before replies)."""
+                  priority: Priority = Priority.ALERT, notice: bool = False,
+                  silent: bool = False) -> None:
+        """The same alert to every chat (alerts go before replies); ``silent`` ones make no
+        sound on the phone."""
         for chat_id in chat_ids:
             for part in split_html(text) if text.strip() else ():
-                self._put(chat_id, "text", part, priority=priority, notice=notice)
+                self._put(chat_id, "text", part, priority=priority, notice=notice, silent=silent)
 
     def send_photo(self, chat_id: int, png: bytes, caption: str = "", *,
-                   filename: str = "chart.png", priority: Priority = Priority.REPLY) -> None:
+                   filename: str = "chart.png", priority: Priority = Priority.REPLY,
+                   silent: bool = False) -> None:
         if len(caption) > MAX_CAPTION:
-            self.send_text(chat_id, caption, priority=priority)
+            self.send_text(chat_id, caption, priority=priority, silent=silent)
             caption = ""
-        self._put(chat_id, "photo", caption, data=png, filename=filename, priority=priority)
+        self._put(chat_id, "photo", caption, data=png, filename=filename, priority=priority,
+                  silent=silent)
 
     def send_document(self, chat_id: int, data: bytes, filename: str, caption: str = "", *,
                       priority: Priority = Priority.REPLY) -> None:
@@ -369,7 +373,7 @@ class Outbox:
             logger.warning("telegram could not parse message %d; re-sending it as plain text",
                            msg.seq)
             queue[0] = OutMessage(msg.seq, msg.chat_id, "plain", to_plain(msg.text),
-                                  priority=msg.priority, notice=msg.notice)
+                                  priority=msg.priority, notice=msg.notice, silent=msg.silent)
             self._store.replace(msg.seq, kind="plain", data=None, filename="", size=0)
             return True
         if msg.kind in ("photo", "document") and _too_large(exc):
@@ -430,15 +434,17 @@ class Outbox:
         bot = self._bot
         markup = (InlineKeyboardMarkup.de_json(json.loads(msg.markup), None)
                   if msg.markup else None)
+        quiet = {"disable_notification": True} if msg.silent else {}
         if msg.kind == "text":
             await bot.send_message(chat_id=msg.chat_id, text=msg.text, parse_mode=ParseMode.HTML,
-                                   reply_markup=markup)
+                                   reply_markup=markup, **quiet)
         elif msg.kind == "plain":
-            await bot.send_message(chat_id=msg.chat_id, text=msg.text, reply_markup=markup)
+            await bot.send_message(chat_id=msg.chat_id, text=msg.text, reply_markup=markup,
+                                   **quiet)
         elif msg.kind == "photo":
             await bot.send_photo(chat_id=msg.chat_id,
                                  photo=InputFile(self._data(msg) or b"", filename=msg.filename),
-                                 caption=msg.text or None, parse_mode=ParseMode.HTML)
+                                 caption=msg.text or None, parse_mode=ParseMode.HTML, **quiet)
         elif msg.kind == "document":
             await bot.send_document(chat_id=msg.chat_id,
                                     document=InputFile(self._data(msg) or b"",

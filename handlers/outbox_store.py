@@ -34,12 +34,14 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     filename TEXT NOT NULL, size INTEGER NOT NULL, error TEXT NOT NULL,
     failed_ms INTEGER NOT NULL);
 """
-_MIGRATE = (  # columns added in schema 2 (priority classes, notices)
-    "ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 1",
-    "ALTER TABLE outbox ADD COLUMN notice INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE outbox ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+_ADDED_COLUMNS = (  # schema 2: priority classes, notices, sizes, silent alerts
+    ("priority", "INTEGER NOT NULL DEFAULT 1"),
+    ("notice", "INTEGER NOT NULL DEFAULT 0"),
+    ("size", "INTEGER NOT NULL DEFAULT 0"),
+    ("silent", "INTEGER NOT NULL DEFAULT 0"),
 )
-_COLUMNS = "seq, chat_id, kind, text, filename, message_id, markup, priority, notice, size"
+_COLUMNS = ("seq, chat_id, kind, text, filename, message_id, markup, priority, notice, size, "
+            "silent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,8 @@ class OutMessage:
     mode). ``text`` is HTML (the caption for photo/document); ``data`` the file bytes, None
     while they are on disk; ``markup`` an inline keyboard as JSON or "". ``priority`` 0 =
     alert, 1 = reply (alerts go first). ``notice``: a message about the outbox itself (never
-    triggers another notice). ``size``: file bytes.
+    triggers another notice). ``size``: file bytes. ``silent``: delivered without a sound
+    (``disable_notification``; /notify's "silent").
     """
 
     seq: int
@@ -64,6 +67,7 @@ class OutMessage:
     priority: int = 1
     notice: bool = False
     size: int = 0
+    silent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +100,9 @@ class OutboxStore:
             db.execute("PRAGMA secure_delete=ON")
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-            if "priority" not in columns:
-                for statement in _MIGRATE:
-                    db.execute(statement)
+            for name, ddl in _ADDED_COLUMNS:
+                if name not in columns:
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {ddl}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db = db
         except (OSError, sqlite3.Error) as exc:
@@ -116,8 +120,9 @@ class OutboxStore:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM outbox ORDER BY priority, seq").fetchall()
         return [OutMessage(seq, chat, kind, text, None, filename, mid, markup, prio,
-                           bool(notice), size)
-                for seq, chat, kind, text, filename, mid, markup, prio, notice, size in rows]
+                           bool(notice), size, bool(silent))
+                for seq, chat, kind, text, filename, mid, markup, prio, notice, size, silent
+                in rows]
 
     def add(self, msg: OutMessage) -> int | None:
         """The new row's seq, or None when the disk is unavailable."""
@@ -126,9 +131,11 @@ class OutboxStore:
         try:
             cur = self._db.execute(
                 "INSERT INTO outbox (chat_id, kind, text, data, filename, message_id, markup,"
-                " created_ms, priority, notice, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_ms, priority, notice, size, silent)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (msg.chat_id, msg.kind, msg.text, msg.data, msg.filename, msg.message_id,
-                 msg.markup, int(time.time() * 1000), msg.priority, int(msg.notice), msg.size))
+                 msg.markup, int(time.time() * 1000), msg.priority, int(msg.notice), msg.size,
+                 int(msg.silent)))
             return cur.lastrowid
         except sqlite3.Error as exc:
             logger.error("outbox write failed (%s); message kept in memory only", exc)

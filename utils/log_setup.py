@@ -162,16 +162,29 @@ class PlainFormatter(logging.Formatter):
         return _iso_utc(record.created)
 
 
+#: Loggers whose lines /logs shows: the bot's own packages, not the libraries' chatter (the
+#: JobQueue's scheduler, HTTP clients).
+OWN_LOGGERS = ("core", "handlers", "jobs", "utils", "web", "bootstrap", "dort5bot", "main")
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with absolute file paths cut to ``…/name`` (no machine layout in chat)."""
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(1), text)
+
+
 class _RingHandler(logging.Handler):
-    """Keeps the last ``maxlen`` formatted lines."""
+    """Keeps the last ``maxlen`` formatted lines of the bot's own loggers, paths shortened."""
 
     def __init__(self, ring: deque[str]) -> None:
         super().__init__()
         self.ring = ring
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".", 1)[0] not in OWN_LOGGERS:
+            return
         try:
-            self.ring.append(self.format(record))
+            self.ring.append(without_paths(self.format(record)))
         except Exception:
             self.handleError(record)
 

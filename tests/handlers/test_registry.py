@@ -285,10 +285,30 @@ def test_alert_relay_escapes_broadcasts_and_folds_storms():
     texts = [m.text for m in outbox.pending_messages() if m.chat_id == 1]
     assert [m.chat_id for m in outbox.pending_messages()].count(2) == len(texts)
     assert len(texts) == 4
-    assert texts[0].startswith("🟢 <b>Entry filled</b>\nENTRY LONG")
+    assert texts[0].startswith("🟢 <b>Entry filled</b>: LONG 0.01 BTCUSDT @ 60000\n"
+                               "Notional 600.00 USDT")
     assert "1006 &lt;abnormal&gt;" in texts[1]
     assert "(+4 more like this)" in texts[2]
-    assert "rejected: engine is DISARMED" in texts[3]
+    assert texts[3] == "⛔ <b>Signal rejected</b>: LONG BTCUSDT: engine is DISARMED"
+
+
+def test_alerts_follow_notify_preferences_and_a_halt_always_rings(tmp_path):
+    from core.events import StateChanged
+    from handlers.notify import NotifyPrefs
+
+    bus = EventBus()
+    outbox = Outbox(None, None)
+    prefs = NotifyPrefs(tmp_path / "notify.json")
+    prefs.set("connection", "off")
+    prefs.set("mode", "silent")
+    AlertRelay(bus, outbox, [1], Texts("en"), prefs=NotifyPrefs(tmp_path / "notify.json"))
+    bus.publish(ConnectionStatus(stream="market", up=False, detail="x", ts_ms=1))
+    bus.publish(StateChanged(what="mode", old="ARMED", new="DISARMED", ts_ms=2))
+    bus.publish(StateChanged(what="mode", old="DISARMED", new="HALTED", reason="daily loss",
+                             ts_ms=3))
+    sent = outbox.pending_messages()
+    assert [m.silent for m in sent] == [True, False]  # connection off; the halt rings anyway
+    assert "HALTED" in sent[1].text and "daily loss" in sent[1].text
 
 
 # ---------------------------------------------------------------------- /dar and errors

@@ -149,6 +149,7 @@ async def test_watch_add_list_remove(tmp_path):
 async def test_turkish_ta_reply(tmp_path):
     async with market_bot(tmp_path, bot_language="tr") as (bot, _):
         text, photo = await bot.command("/ta BTCUSDT", expect=2)
-        assert "İşaret fiyatı 30,280.4, fonlama +0.0100%" in text.text
-        assert "Açık pozisyon 80,000.0 BTC" in text.text and "<pre>zd " in text.text
+        assert "İşaret fiyatı 30.280,4, fonlama +0,0100%" in text.text  # Turkish numbers
+        assert "15.04.2023 23:59 UTC" in text.text  # and dates
+        assert "Açık pozisyon 80.000,0 BTC" in text.text and "<pre>zd " in text.text
         assert photo.text.startswith("BTCUSDT 1m: mumlar")

@@ -26,14 +26,18 @@ import pytest
 from core.alerts import ALERT_EVENTS, alert_text
 from core.events import EngineMode, PositionPhase
 from core.services import Services, replay_feed
+from handlers.alert_texts import render
 from handlers.common import DEPS_KEY
 from handlers.host import HostOptions, build_application, serve
+from handlers.i18n import Texts
 from handlers.registry import collect, discover
 from jobs.daily_report import daily_report
 from tests.conftest import eventually
 from tests.fakes.telegram import FakeTelegram, Sent
 from utils.log_setup import setup_logging
 from utils.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.realdata
 
@@ -217,13 +221,17 @@ async def test_alerts_for_a_replayed_trade_reach_every_admin_in_order(tmp_path, 
         assert trade.exit_reason.value == "SL"
         for admin in (ADMIN, ADMIN2):
             texts = bot.fake.texts_to(admin)
-            entries = [i for i, x in enumerate(texts) if "ENTRY" in x]
-            exits = [i for i, x in enumerate(texts) if "EXIT" in x]
+            entries = [i for i, x in enumerate(texts) if "<b>Entry filled</b>" in x]
+            exits = [i for i, x in enumerate(texts) if "<b>Exit filled" in x]
             assert len(entries) == 2 and len(exits) == 1
             assert entries[0] < exits[0] < entries[1]
-            assert "ENTRY LONG" in texts[entries[0]] and "ENTRY SHORT" in texts[entries[1]]
+            assert "Entry filled</b>: LONG" in texts[entries[0]]
+            assert "Entry filled</b>: SHORT" in texts[entries[1]]
+            assert "leverage 5x" in texts[entries[0]] and "Notional " in texts[entries[0]]
             exit_text = texts[exits[0]]
-            assert "[SL]" in exit_text and f"net {trade.net_pnl:+.4f} USDT" in exit_text
+            icon = "✅" if trade.net_pnl > 0 else "❌"
+            assert exit_text.startswith(icon) and "stop loss" in exit_text
+            assert f"<b>{trade.net_pnl:+.4f}</b> USDT" in exit_text and "held " in exit_text
             assert texts[-1].startswith("Market feed finished")
         assert all(m.method == "sendMessage" for m in bot.fake.sent)
 
@@ -249,9 +257,9 @@ async def test_status_balance_trades_and_pnl_with_chart(tmp_path, data_dir):
         assert f"{wallet:,.4f}" in balance.text and "Equity" in balance.text
 
         (trades,) = await bot.command("/trades")
-        assert "[SL]" in trades.text and "LONG" in trades.text
+        assert "stop loss" in trades.text and "LONG" in trades.text and "held " in trades.text
         (one,) = await bot.command("/trades 1")
-        assert one.text.count("[SL]") == 1
+        assert one.text.count("stop loss") == 1
 
         text_msg, photo = await bot.command("/pnl all", expect=2)
         assert text_msg.method == "sendMessage" and photo.method == "sendPhoto"
@@ -291,9 +299,9 @@ async def test_arm_and_disarm_in_paper_mode_act_at_once(tmp_path, data_dir):
         # reply plus the mode-change alert
         replies = await bot.command("/disarm", expect=2)
         assert bot.engine.state.mode is EngineMode.DISARMED
-        assert any("ARMED -&gt; DISARMED" in m.text for m in replies)
+        assert any("<b>Engine DISARMED</b> (was ARMED)" in m.text for m in replies)
         assert any(m.text.startswith("Engine <b>DISARMED</b>") for m in replies)
-        await eventually(lambda: any("ARMED -&gt; DISARMED" in x
+        await eventually(lambda: any("<b>Engine DISARMED</b> (was ARMED)" in x
                                      for x in bot.fake.texts_to(ADMIN2)))
         replies = await bot.command("/arm", expect=2)
         assert bot.engine.state.mode is EngineMode.ARMED
@@ -323,7 +331,8 @@ async def test_close_asks_then_closes_once_and_stays_armed(tmp_path, data_dir):
                                      and m.message_id == prompt.message_id
                                      for m in bot.fake.sent_to(ADMIN)))
         for admin in (ADMIN, ADMIN2):
-            await eventually(lambda a=admin: any("[MANUAL]" in x for x in bot.fake.texts_to(a)))
+            await eventually(lambda a=admin: any("manual close" in x
+                                                 for x in bot.fake.texts_to(a)))
 
         edits = len(bot.fake.sent_to(ADMIN, "editMessageText"))
         answer = await bot.press(yes_data, prompt.message_id)  # replayed press
@@ -426,8 +435,9 @@ async def test_ta_in_a_replay_reads_the_engine_candles_with_the_same_verdict(tmp
 
 async def test_health_logs_and_settings_hide_secrets(tmp_path, data_dir, log_capture):
     async with running_bot(tmp_path, data_dir) as bot:
-        logging.getLogger("tests.e2e").warning("leaking %s and %s on purpose", TOKEN,
-                                               BINANCE_SECRET)
+        logging.getLogger("core.e2e").warning("leaking %s and %s on purpose", TOKEN,
+                                              BINANCE_SECRET)
+        logging.getLogger("apscheduler.e2e").warning("library chatter")  # not the bot's own
         (health,) = await bot.command("/health")
         assert "Market feed: finished (87402 events" in health.text
         assert "Telegram outbox" in health.text and "Journal" in health.text
@@ -437,11 +447,17 @@ async def test_health_logs_and_settings_hide_secrets(tmp_path, data_dir, log_cap
         assert all(p.text.count("<pre>") == p.text.count("</pre>") == 1 for p in parts)
         assert all(len(p.text) <= 4096 for p in parts)
         assert any("leaking *** and *** on purpose" in p.text for p in parts)
+        assert not any("library chatter" in p.text for p in parts)
+        assert not any(str(ROOT) in p.text for p in parts)
 
         (settings_msg,) = await bot.command("/settings")
-        assert "<code>telegram_bot_token</code> = (set)" in settings_msg.text
-        assert "<code>binance_api_secret</code> = (set)" in settings_msg.text
-        assert f"<code>telegram_admin_ids</code> = {ADMIN},{ADMIN2}" in settings_msg.text
+        text = settings_msg.text
+        assert "<code>telegram_bot_token</code> (set)" in text
+        assert "<code>binance_api_secret</code> (set)" in text
+        assert f"<code>telegram_admin_ids</code> {ADMIN},{ADMIN2}" in text
+        assert "<b>Telegram</b>" in text and "<b>Binance</b>" in text  # grouped
+        assert str(tmp_path) not in text and str(ROOT) not in text  # no machine paths
+        assert TOKEN not in text and BINANCE_SECRET not in text
     output = log_capture.getvalue()
     assert output  # logging really ran
     assert TOKEN not in output and BINANCE_SECRET not in output
@@ -496,6 +512,76 @@ async def test_daily_report_job_sends_summary_and_chart_to_every_admin(tmp_path,
             assert photo.method == "sendPhoto"
 
 
+#: Every command once, with arguments where it needs them; confirmations are only asked.
+EVERY_COMMAND = ("/start", "/help", "/status", "/balance", "/trades", "/pnl all", "/daily",
+                 "/weekly 2", "/monthly", "/performance", "/stats", "/health", "/logs 5",
+                 "/settings", "/version", "/notify", "/notify exits silent", "/close", "/flat",
+                 "/arm", "/disarm", "/ta ETHUSDT", "/watch list", "/trades x", "/nosuchcommand")
+
+
+async def test_every_reply_and_alert_is_translated_to_turkish(tmp_path, data_dir):
+    """The replay's alerts plus every command's reply, rendered in Turkish: no message id may
+    miss the catalog (``Texts.missing`` records each one asked for and not found)."""
+    async with running_bot(tmp_path, data_dir, bot_language="tr") as bot:
+        texts = bot.app.bot_data[DEPS_KEY].texts
+        registered = {c.name for c in bot.app.bot_data[DEPS_KEY].commands}
+        for command in EVERY_COMMAND:
+            if command.split()[0][1:] in registered or command == "/nosuchcommand":
+                await bot.command(command)
+        assert texts.missing == set()
+        assert any("Giriş gerçekleşti" in x for x in bot.fake.texts_to(ADMIN))
+        assert any("AKTİF" in x for x in bot.fake.texts_to(ADMIN))
+
+
+def test_every_alert_template_is_translated_to_turkish():
+    from decimal import Decimal as D
+
+    from core.events import (
+        ClosedTrade,
+        ConnectionStatus,
+        EngineError,
+        ExitReason,
+        MarginCall,
+        PositionAdopted,
+        PositionOpened,
+        ProtectiveOrderUpdate,
+        RateLimitBackoff,
+        Side,
+        SignalRejected,
+        StateChanged,
+        TradeClosed,
+        TradeSignal,
+    )
+
+    t = Texts("tr")
+    trade = ClosedTrade(symbol="BTCUSDT", side=Side.SHORT, entry_ts_ms=0, exit_ts_ms=90_000,
+                        entry_price=D(100), exit_price=D(99), quantity=D(1), gross_pnl=D(1),
+                        fees=D("0.1"), funding=D(0), net_pnl=D("0.9"),
+                        exit_reason=ExitReason.TRAILING)
+    signal = TradeSignal(symbol="BTCUSDT", side=Side.LONG, entry_price=D(100), quantity=D(1),
+                         stop_loss=D(99), take_profit=D(102), leverage=5, reason="x", ts_ms=1)
+    events = [
+        PositionOpened(symbol="BTCUSDT", side=Side.LONG, quantity=D(1), entry_price=D(100),
+                       stop_loss=D(99), take_profit=D(102), ts_ms=1, reason="ema"),
+        TradeClosed(trade=trade, ts_ms=2),
+        SignalRejected(signal=signal, reason="x", ts_ms=3),
+        EngineError(source="ordering", message="x", ts_ms=4),
+        StateChanged(what="mode", old="ARMED", new="DISARMED", ts_ms=5),
+        StateChanged(what="mode", old="ARMED", new="HALTED", reason="x", ts_ms=5),
+        ConnectionStatus(stream="market", up=False, detail="x", ts_ms=6),
+        ProtectiveOrderUpdate(symbol="BTCUSDT", kind="SL", client_algo_id="a", status="NEW",
+                              trigger_price=D(99), ts_ms=7),
+        PositionAdopted(symbol="BTCUSDT", quantity=D(1), entry_price=D(100), ts_ms=8),
+        MarginCall(symbols=("BTCUSDT",), maintenance_margin=D(5), ts_ms=9),
+        RateLimitBackoff(pool="orders", used=10, limit=10, retry_after_s=1.0, ts_ms=10),
+        RateLimitBackoff(pool="ip", used=0, limit=0, retry_after_s=60.0, banned=True, ts_ms=11),
+    ]
+    for ev in events:
+        html = render(t, ev, leverage=5, asset="USDT", fallback="x")
+        assert html and "<b>" in html
+    assert t.missing == set()
+
+
 async def test_turkish_catalog(tmp_path, data_dir):
     async with running_bot(tmp_path, data_dir, bot_language="tr") as bot:
         (help_msg,) = await bot.command("/help")
@@ -511,11 +597,13 @@ async def test_turkish_catalog(tmp_path, data_dir):
 async def test_outage_during_alerts_delays_but_loses_nothing(tmp_path, data_dir):
     async with running_bot(tmp_path, data_dir, autostart_feed=False) as bot:
         expected: list[str] = []
+        relay_texts = Texts("en")
 
         def collect_alert(ev) -> None:
             text = alert_text(ev)
             if text is not None:
-                expected.append(text)
+                expected.append(render(relay_texts, ev, leverage=5, asset="USDT",
+                                       fallback=text))
 
         for event_type in ALERT_EVENTS:
             bot.engine.bus.subscribe(event_type, collect_alert)
@@ -544,7 +632,7 @@ async def test_outage_during_alerts_delays_but_loses_nothing(tmp_path, data_dir)
             alerts = [x for x in delivered if not x.startswith("Market feed")]
             assert len(alerts) == len(expected)
             for got, want in zip(alerts, expected, strict=False):
-                assert want.replace(">", "&gt;") in got
+                assert got == want
             assert delivered[-1].startswith("Market feed finished")
 
 
