@@ -37,7 +37,7 @@ async def test_strategy_show_list_and_set_only_while_flat_with_confirmation(tmp_
         (prompt,) = await bot.command("/close")
         await bot.press(buttons(prompt)[0][1], prompt.message_id)
         await eventually(lambda: bot.engine.state.phase is PositionPhase.FLAT)
-        await eventually(lambda: any("[MANUAL]" in x for x in bot.fake.texts_to(ADMIN)))
+        await eventually(lambda: any("manual close" in x for x in bot.fake.texts_to(ADMIN)))
 
         (prompt,) = await bot.command("/strategy set supertrend period=7 multiplier=2")
         assert "<code>supertrend</code> (period=7, multiplier=2.0" in prompt.text
