@@ -236,7 +236,7 @@ class PaperExchange:
             self._check_liquidation(ev.symbol, ev.price, ev.ts_ms)
 
     def _on_bar_tick(self, ev: BarTick) -> None:
-        self.market.on_trade(ev.symbol, ev.ts_ms, ev.price, bar=True)
+        self.market.on_bar_tick(ev.symbol, ev.ts_ms, ev.price)
         self.now_ms = ev.ts_ms
         if self._positions and not self.market.has_mark(ev.symbol):
             self._check_liquidation(ev.symbol, ev.price, ev.ts_ms)
@@ -282,6 +282,9 @@ class PaperExchange:
                 return "reduce-only order would not reduce the position (-2022)"
             if abs(signed) > abs(held):
                 return "reduce-only quantity exceeds the position (-2022)"
+            if pos is not None and ts < pos.opened_ms:
+                return (f"market data at {ts} ms predates the position opened at "
+                        f"{pos.opened_ms} ms: replay older data with a fresh DATA_DIR")
             return ""
         if held != 0 and (held > 0) != (signed > 0):
             return "paper exchange does not reverse positions in one order; close first"
@@ -345,8 +348,8 @@ class PaperExchange:
 
     def _check_liquidation(self, symbol: str, price: float, ts: int) -> None:
         pos = self._positions.get(symbol)
-        if pos is not None and pos.crossed(price):
-            self._liquidate(symbol, pos, ts)
+        if pos is not None and pos.crossed(price) and ts >= pos.opened_ms:
+            self._liquidate(symbol, pos, ts)  # (data older than the position cannot close it)
 
     def _liquidate(self, symbol: str, pos: _Position, ts: int) -> None:
         self._settle_due(symbol, ts)

@@ -30,11 +30,12 @@ class MarketView:
             price is forgotten; 0 disables expiry.
     """
 
-    __slots__ = ("stale_ms", "book", "last", "mark", "newest", "_bar_prev", "_bar_last",
+    __slots__ = ("stale_ms", "_gap", "book", "last", "mark", "newest", "_bar_prev", "_bar_last",
                  "_in_bar")
 
     def __init__(self, stale_ms: int = 60_000) -> None:
         self.stale_ms = stale_ms
+        self._gap = stale_ms if stale_ms > 0 else float("inf")
         self.book: dict[str, tuple[float, float, int]] = {}  # symbol -> (bid, ask, ts)
         self.last: dict[str, tuple[float, int]] = {}  # symbol -> (price, ts)
         self.mark: dict[str, tuple[float, int]] = {}
@@ -45,46 +46,58 @@ class MarketView:
 
     # ------------------------------------------------------------------ updates
 
-    def _age_out(self, symbol: str, ts: int) -> bool:
-        """Forget the symbol's prices older than ``stale_ms`` before ``ts``; True if any."""
-        prev = self.newest.get(symbol)
+    def _age_out(self, symbol: str, ts: int, prev: int | None) -> None:
+        """A price at ``ts`` after a gap (or the first one): forget the symbol's prices older
+        than ``stale_ms`` before it."""
         if prev is None or ts > prev:
             self.newest[symbol] = ts
-        if not self.stale_ms or prev is None or ts - prev <= self.stale_ms:
-            return False
+        if prev is None:
+            return
         limit = ts - self.stale_ms
-        gone = False
         b = self.book.get(symbol)
         if b is not None and b[2] < limit:
             del self.book[symbol]
-            gone = True
         for table in (self.last, self.mark):
             p = table.get(symbol)
             if p is not None and p[1] < limit:
                 del table[symbol]
-                gone = True
-        if gone:
-            self._bar_prev.pop(symbol, None)
-            self._in_bar.discard(symbol)
-        return gone
+        self._bar_prev.pop(symbol, None)
+        self._in_bar.discard(symbol)
 
     def on_book(self, symbol: str, ts: int, bid: float, ask: float) -> None:
-        self._age_out(symbol, ts)
+        prev = self.newest.get(symbol)
+        if prev is None or ts - prev > self._gap:
+            self._age_out(symbol, ts, prev)
+        elif ts > prev:
+            self.newest[symbol] = ts
         self.book[symbol] = (bid, ask, ts)
 
-    def on_trade(self, symbol: str, ts: int, price: float, bar: bool = False) -> None:
-        self._age_out(symbol, ts)
-        prev = self.last.get(symbol)
-        if bar and symbol in self._in_bar and prev is not None:
-            self._bar_prev[symbol] = prev[0]
-        else:
-            self._bar_prev.pop(symbol, None)
-        if bar:
-            self._bar_last.add(symbol)
-            self._in_bar.add(symbol)
-        else:
+    def on_trade(self, symbol: str, ts: int, price: float) -> None:
+        prev = self.newest.get(symbol)
+        if prev is None or ts - prev > self._gap:
+            self._age_out(symbol, ts, prev)
+        elif ts > prev:
+            self.newest[symbol] = ts
+        if symbol in self._bar_last:
             self._bar_last.discard(symbol)
             self._in_bar.discard(symbol)
+            self._bar_prev.pop(symbol, None)
+        self.last[symbol] = (price, ts)
+
+    def on_bar_tick(self, symbol: str, ts: int, price: float) -> None:
+        """A price on a kline's path (see the module docstring)."""
+        prev = self.newest.get(symbol)
+        if prev is None or ts - prev > self._gap:
+            self._age_out(symbol, ts, prev)
+        elif ts > prev:
+            self.newest[symbol] = ts
+        last = self.last.get(symbol)
+        if symbol in self._in_bar and last is not None:
+            self._bar_prev[symbol] = last[0]
+        else:
+            self._bar_prev.pop(symbol, None)
+        self._bar_last.add(symbol)
+        self._in_bar.add(symbol)
         self.last[symbol] = (price, ts)
 
     def bar_closed(self, symbol: str) -> None:
@@ -93,7 +106,11 @@ class MarketView:
         self._in_bar.discard(symbol)
 
     def on_mark(self, symbol: str, ts: int, price: float) -> None:
-        self._age_out(symbol, ts)
+        prev = self.newest.get(symbol)
+        if prev is None or ts - prev > self._gap:
+            self._age_out(symbol, ts, prev)
+        elif ts > prev:
+            self.newest[symbol] = ts
         self.mark[symbol] = (price, ts)
 
     # ------------------------------------------------------------------ views

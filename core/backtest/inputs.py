@@ -66,15 +66,20 @@ def parse_timerange(text: str | None) -> tuple[int | None, int | None]:
     return start, end
 
 
-def in_range(events: Iterable[Any], start: int | None, end: int | None) -> Iterator[Any]:
-    """The events with ``start <= ts_ms < end`` (stops reading at ``end``: input is sorted)."""
-    for ev in events:
-        ts = ev[1]
-        if start is not None and ts < start:
-            continue
-        if end is not None and ts >= end:
+def in_range(chunks: Iterable[list[Any]], start: int | None,
+             end: int | None) -> Iterator[list[Any]]:
+    """Chunks of events cut to ``start <= ts_ms < end`` (stops reading past ``end``)."""
+    if start is None and end is None:
+        yield from chunks
+        return
+    lo = start if start is not None else -1
+    hi = end if end is not None else 1 << 62
+    for chunk in chunks:
+        kept = [ev for ev in chunk if lo <= ev[1] < hi]
+        if kept:
+            yield kept
+        if chunk and chunk[-1][1] >= hi:
             return
-        yield ev
 
 
 def file_info(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -125,14 +130,15 @@ def resample(events: Iterable[Any], interval_ms: int) -> Iterator[Any]:
             yield ev._replace(closed=False)  # still a price path for the paper exchange
 
 
-def hold_funding(events: Iterable[Any]) -> Iterator[Any]:
-    """Funding rows delivered just before the next non-funding event (see module docstring)."""
+def hold_funding(chunks: Iterable[list[Any]]) -> Iterator[list[Any]]:
+    """Chunks whose trailing funding rows wait for the next price event (module docstring)."""
     held: list[Any] = []
-    for ev in events:
-        if type(ev) is FundingRate:
-            held.append(ev)
-            continue
-        if held:
-            yield from held
-            held.clear()
-        yield ev
+    for chunk in chunks:
+        k = len(chunk)
+        while k and type(chunk[k - 1]) is FundingRate:
+            k -= 1
+        if k:
+            yield held + chunk[:k] if held else chunk[:k] if k < len(chunk) else chunk
+            held = chunk[k:]
+        else:
+            held = held + chunk

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 from core.backtest.inputs import (
@@ -123,8 +123,13 @@ def run_backtest(
                           symbols=wanted,
                           reorder_ms=settings.replay_reorder_ms)
     klines = "klines_csv" in source.formats
-    stream: Iterator = in_range(source, start_ms, end_ms)
-    head = list(islice(stream, PROBE_EVENTS))
+    stream = in_range(source.chunks(), start_ms, end_ms)
+    head_chunks: list[list] = []
+    for chunk in stream:
+        head_chunks.append(chunk)
+        if sum(map(len, head_chunks)) >= PROBE_EVENTS:
+            break
+    head = [ev for chunk in head_chunks for ev in chunk]
     prices = [ev for ev in head if type(ev) is not FundingRate]
     if not prices:
         what = f" for {symbol.upper()}" if symbol else ""
@@ -157,24 +162,27 @@ def run_backtest(
     paper.publish_balance(first_ts, "DEPOSIT")
     tracker.start(first_ts)
 
-    events: Iterator = hold_funding(chain(head, stream))
+    chunks: Iterator[list] = hold_funding(chain(head_chunks, stream))
     if klines:  # no trades: a price path per bar, adverse extreme first for the held side
-        events = with_bar_ticks(events, position_side(engine.state))
+        events: Iterator = with_bar_ticks(chain.from_iterable(chunks),
+                                          position_side(engine.state))
         if resample_ms:
             events = resample(events, resample_ms)
+        chunks = ([ev] for ev in events)  # lazily: each bar's path sees the position
     publish = engine.bus.publish
     started = time.perf_counter()
     count = done = 0
     last_ts = first_ts
-    for ev in events:
-        publish(ev)
-        last_ts = ev.ts_ms
-        if type(ev) is not BarTick:  # count the data's events, not the synthetic path
-            count += 1
-            done += 1
-        if progress is not None and done >= PROGRESS_EVERY:
-            progress(count, last_ts)
-            done = 0
+    for chunk in chunks:
+        for ev in chunk:
+            publish(ev)
+        last_ts = chunk[-1].ts_ms
+        if not klines or type(chunk[0]) is not BarTick:  # the data's events, not the path
+            count += len(chunk)
+            done += len(chunk)
+            if progress is not None and done >= PROGRESS_EVERY:
+                progress(count, last_ts)
+                done = 0
     engine.close_position(ExitReason.END, last_ts)
     wall = time.perf_counter() - started
     tracker.finish(last_ts)

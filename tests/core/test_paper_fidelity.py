@@ -223,3 +223,22 @@ def test_a_funding_file_settles_at_the_mark_price_when_there_is_one():
     p.bus.publish(FundingRate(BTC, 30, 0.001))
     fees = [e for e in p.events if type(e) is BalanceUpdate and e.reason == "FUNDING_FEE"]
     assert [f.change for f in fees] == [D("-0.10200000")]
+
+
+# --------------------------------------------------------------------------- older data
+
+
+def test_data_older_than_a_restored_position_never_closes_it_before_it_opened():
+    """``run --replay`` of old data over a DATA_DIR saved by a later run: the restored position
+    opened after the replayed prices, so neither an exit nor a liquidation may fill at them."""
+    p = Paper(leverage=20)
+    opened = 1_700_000_000_000
+    p.ex.restore({"wallet": "10000", "positions": {BTC: {
+        "qty": "1.000", "entry": "100", "margin": "5", "leverage": 20, "opened_ms": opened}}})
+    p.trade(50.0, ts=opened - 86_400_000)  # far through the liquidation price, a day earlier
+    assert p.ex.position(BTC)[0] == D("1.000")
+    refused = p.order(OrderSide.SELL, "1.000", ts=opened - 86_400_000, reduce_only=True)
+    assert refused.status is OrderStatus.REJECTED and "fresh DATA_DIR" in refused.reason
+    p.trade(99.0, ts=opened + 1)
+    fill = p.order(OrderSide.SELL, "1.000", ts=opened + 1, reduce_only=True)
+    assert fill.status is OrderStatus.FILLED and fill.ts_ms >= opened

@@ -273,3 +273,21 @@ def test_report_money_has_the_assets_precision():
     strings = [doc["initial_balance"], doc["final_balance"],
                *(v for v in doc["stats"].values() if isinstance(v, str))]
     assert all(len(s.split(".")[-1]) <= 8 for s in strings)
+
+
+def test_a_backtest_ignores_state_saved_in_data_dir(tmp_path):
+    """Backtests persist nothing and read nothing: a DATA_DIR holding a later run's position
+    cannot make a replay of older data produce a trade that exits before it entered."""
+    clean = run([XRP_5M], leverage=5)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "state.json").write_text(json.dumps({
+        "mode": "ARMED", "phase": "OPEN", "symbol": "XRPUSDT", "side": "LONG", "quantity": "100",
+        "entry_price": "2", "opened_ms": 1900000000000}))
+    (data / "ledger.json").write_text(json.dumps({"open": {"XRPUSDT": {
+        "side": "LONG", "entry_ts": 1900000000000, "qty": "100", "entry_cost": "200",
+        "entry_qty": "100", "exit_value": "0", "exit_qty": "0", "gross": "0", "fees": "0",
+        "funding": "0"}}, "intents": {}}))
+    dirty = run([XRP_5M], leverage=5, data_dir=str(data))
+    assert [(t.entry_ts_ms, t.exit_ts_ms, t.net_pnl) for t in dirty.trades] == [
+        (t.entry_ts_ms, t.exit_ts_ms, t.net_pnl) for t in clean.trades]
