@@ -38,6 +38,8 @@ def test_default_backtest_trades_and_adds_up(strategy, name):
     assert sum((t.net_pnl for t in result.trades), Decimal(0)) == (
         result.final_balance - result.initial_balance)
     assert all(t.fees > 0 for t in result.trades)
+    # the rule's own exits fire: its stop loss or take profit (or an opposite signal)
+    assert {t.exit_reason.value for t in result.trades} & {"SL", "TP", "SIGNAL"}
 
 
 def test_ensemble_signals_carry_confidence_and_votes(monkeypatch):
