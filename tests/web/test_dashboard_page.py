@@ -97,6 +97,7 @@ def test_live_position_pnl_chart_markers_and_disarm(browser, live_bot: BotThread
         assert live_bot.call(lambda: live_bot.services.engine.state.mode) is EngineMode.DISARMED
         assert live_bot.call(lambda: live_bot.services.engine.state.phase) is not PositionPhase.FLAT
 
+        page.evaluate("document.getElementById('toast').classList.remove('show')")
         for view in VIEWS:
             page.click(f"#nav a[data-view={view}]")
             section = page.locator(f"#view-{view}")

@@ -181,6 +181,7 @@
     $("c-title").textContent = c.symbol + " · " + c.timeframe;
     const bars = c.candles.map((k) => ({ time: k[0] / 1000, open: k[1], high: k[2], low: k[3], close: k[4] }));
     state.candles.setData(bars);
+    if (!state.chartFitted && bars.length) { state.chart.timeScale().fitContent(); state.chartFitted = true; }
     state.lastBar = bars.length ? bars[bars.length - 1].time : 0;
     const snap = (ms) => Math.floor(ms / c.interval_ms) * c.interval_ms / 1000;
     const marks = c.markers.map((m) => ({ time: snap(m.ts_ms), position: m.kind === "entry"
@@ -215,6 +216,7 @@
     const pts = []; let last = -1;
     e.points.forEach((p) => { const ts = Math.floor(p[0] / 1000); if (ts > last) { pts.push({ time: ts, value: Number(p[1]) }); last = ts; } });
     state.equitySeries.setData(pts); state.equityLast = last;
+    state.equity.timeScale().fitContent();
   }
   function addAlert(msg) {
     const li = document.createElement("li");
@@ -301,6 +303,8 @@
       state.resultSeries = state.resultChart.addSeries(LWC.LineSeries, { color: "#4c8dff", lineWidth: 2 });
     }
     let eq = num(doc.initial_balance) || 0; let last = -1; const pts = [];
+    const first = doc.data && doc.data.first_ts_ms;
+    if (first) { last = Math.floor(first / 1000); pts.push({ time: last, value: eq }); }
     trades.forEach((x) => { eq += num(x.net_pnl); const ts = Math.floor(x.exit_ts_ms / 1000); if (ts > last) { pts.push({ time: ts, value: eq }); last = ts; } });
     state.resultSeries.setData(pts); state.resultChart.timeScale().fitContent();
   }
@@ -343,14 +347,19 @@
           health: d.health, uptime_s: d.uptime_s }));
         showPosition(d.position); showBalance({ equity: d.equity, balances: d.balances });
         if (state.equitySeries && d.equity !== null) {
-          const ts = Math.floor(msg.ts_ms / 1000);
-          if (ts > (state.equityLast || 0)) { state.equitySeries.update({ time: ts, value: Number(d.equity) }); state.equityLast = ts; }
+          // one point per minute of exchange time, like the journal's; the current one moves
+          const ts = Math.floor(msg.ts_ms / 60000) * 60;
+          if (ts >= (state.equityLast || 0)) {
+            const grew = ts > (state.equityLast || 0);
+            state.equitySeries.update({ time: ts, value: Number(d.equity) }); state.equityLast = ts;
+            if (grew) state.equity.timeScale().fitContent();
+          }
         }
       } else if (msg.type === "candle") onCandle(msg.data);
       else if (msg.type === "alert") addAlert(msg);
       else if (msg.type === "log") { if (state.view === "logs") addLog(msg.data.line); }
       else if (msg.type === "position_opened" || msg.type === "trade_closed") {
-        if (state.view === "dashboard") quiet(loadChart());
+        if (state.view === "dashboard") quiet(loadChart().then(loadEquity));
         if (state.view === "trades" && msg.type === "trade_closed") quiet(showTrades());
       } else if (msg.type === "state" && state.view === "dashboard") quiet(refreshStatus());
     };
