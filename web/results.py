@@ -5,7 +5,9 @@ A result is a JSON file anywhere below ``DATA_DIR`` (at most ``MAX_DEPTH`` folde
 files), recognised by its content:
 
 * backtest: an object with ``trades`` (list) and ``stats`` (object), the README's "JSON result";
-* optimization: an object with ``best_params`` or ``trials``.
+* optimization: ``main.py optimize``'s ``DATA_DIR/optimize/<study>/result.json`` (or
+  ``walk_forward.json``): an object with ``study`` and ``objective``; also any object with
+  ``best_params`` or a ``trials`` list.
 
 The engine's own files (state, ledger, paper account, watchlist) are never listed. Files are
 read in a worker thread (never on the event loop) and the classification is cached by
@@ -39,7 +41,8 @@ def classify(doc: Any) -> str | None:
         return None
     if isinstance(doc.get("trades"), list) and isinstance(doc.get("stats"), dict):
         return "backtest"
-    if "best_params" in doc or isinstance(doc.get("trials"), list):
+    if ("study" in doc and "objective" in doc) or "best_params" in doc or isinstance(
+            doc.get("trials"), list):
         return "optimization"
     return None
 
@@ -50,10 +53,16 @@ def _summary(doc: dict[str, Any], kind: str) -> dict[str, Any]:
         return {"symbol": doc.get("symbol"), "timeframe": doc.get("timeframe"),
                 "trades": len(doc.get("trades") or []), "net_pnl": stats.get("net_pnl"),
                 "win_rate": stats.get("win_rate"), "max_drawdown": stats.get("max_drawdown")}
+    best = doc.get("best") if isinstance(doc.get("best"), dict) else {}
     trials = doc.get("trials")
-    return {"strategy": doc.get("strategy"), "symbol": doc.get("symbol"),
-            "trials": len(trials) if isinstance(trials, list) else doc.get("n_trials"),
-            "best_value": doc.get("best_value"), "best_params": doc.get("best_params")}
+    if isinstance(trials, dict):  # optuna state counts, e.g. {"COMPLETE": 40, "PRUNED": 2}
+        trials = sum(v for v in trials.values() if isinstance(v, int))
+    elif isinstance(trials, list):
+        trials = len(trials)
+    return {"strategy": doc.get("strategy"), "objective": doc.get("objective"),
+            "trials": trials, "best_value": best.get("value", doc.get("best_value")),
+            "best_params": best.get("params", doc.get("best_params")),
+            "net_pnl": best.get("net_pnl")}
 
 
 class ResultStore:

@@ -292,11 +292,17 @@
   async function openResult(id) {
     const r = await api("/results/" + id.split("/").map(encodeURIComponent).join("/"));
     const doc = r.result; $("result").hidden = false; $("r-title").textContent = id;
-    const stats = doc.stats || { best_value: doc.best_value, best_params: JSON.stringify(doc.best_params) };
+    const best = doc.best || {};
+    const stats = doc.stats || { study: doc.study, strategy: doc.strategy, objective: doc.objective,
+      best_value: best.value, best_params: best.params || doc.best_params, best_trades: best.trades,
+      best_net_pnl: best.net_pnl, trials: doc.trials };
     $("r-stats").innerHTML = '<div class="kv">' + Object.entries(stats).map((e) => "<span>" + esc(e[0]) + "</span><b>" +
       esc(typeof e[1] === "object" ? JSON.stringify(e[1]) : e[1]) + "</b>").join("") + "</div>";
     const trades = doc.trades || [];
-    table($("r-trades"), TRADE_COLUMNS, trades.slice(0, 500));
+    if (doc.trades || !doc.top) table($("r-trades"), TRADE_COLUMNS, trades.slice(0, 500));
+    else table($("r-trades"), [[N_("Trial"), (x) => x.number], [N_("Objective"), (x) => fmt(x.value, 4)],
+      [N_("Trades"), (x) => x.trades], [N_("Net PnL"), (x) => fmt(x.net_pnl, 2)],
+      [N_("Parameters"), (x) => Object.entries(x.params || {}).map((e) => e[0] + "=" + e[1]).join(", ")]], doc.top);
     if (!LWC) return;
     if (!state.resultChart) {
       state.resultChart = LWC.createChart($("r-chart"), chartOptions(200));
