@@ -53,7 +53,8 @@ def _summary(doc: dict[str, Any], kind: str) -> dict[str, Any]:
         return {"symbol": doc.get("symbol"), "timeframe": doc.get("timeframe"),
                 "trades": len(doc.get("trades") or []), "net_pnl": stats.get("net_pnl"),
                 "win_rate": stats.get("win_rate"), "max_drawdown": stats.get("max_drawdown")}
-    best = doc.get("best") if isinstance(doc.get("best"), dict) else {}
+    raw_best = doc.get("best")
+    best: dict[str, Any] = raw_best if isinstance(raw_best, dict) else {}
     trials = doc.get("trials")
     if isinstance(trials, dict):  # optuna state counts, e.g. {"COMPLETE": 40, "PRUNED": 2}
         trials = sum(v for v in trials.values() if isinstance(v, int))
