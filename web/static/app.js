@@ -21,6 +21,7 @@
   N_("Engine HALTED: nothing trades until it is armed again.");
   N_("max_notional"); N_("leverage"); N_("risk_fraction"); N_("open_positions");
   N_("backtest"); N_("optimization");
+  N_("ARMED"); N_("DISARMED"); N_("HALTED"); // engine modes, as the bot says them
   function t(msgid, values) {
     let s = state.texts[msgid] || msgid;
     if (values) for (const k in values) s = s.split("{" + k + "}").join(String(values[k]));
@@ -129,7 +130,7 @@
   // ------------------------------------------------------------------ dashboard
   function showStatus(s) {
     state.status = s;
-    const mode = $("s-mode"); mode.textContent = s.mode; mode.className = "badge " + s.mode;
+    const mode = $("s-mode"); mode.textContent = t(s.mode); mode.className = "badge " + s.mode;
     $("s-trading").textContent = s.trading_mode || $("s-trading").textContent;
     $("s-phase").textContent = s.phase;
     const h = s.health;
@@ -277,7 +278,7 @@
       return "<tr><td>" + esc(t(l.name)) + "</td><td>" + esc(used === null ? "-" : fmt(used, 2)) + "</td><td>" +
         esc(fmt(lim, 2) + " " + l.unit) + '</td><td><div class="bar"><i style="width:' + pct.toFixed(0) + '%"></i></div></td></tr>';
     }).join("");
-    $("risk").innerHTML = '<p><span class="badge ' + esc(r.mode) + '">' + esc(r.mode) + "</span> " + esc(r.halt_reason || "") +
+    $("risk").innerHTML = '<p><span class="badge ' + esc(r.mode) + '">' + esc(t(r.mode)) + "</span> " + esc(r.halt_reason || "") +
       "</p><table><tr><th>" + esc(t("Limit")) + "</th><th>" + esc(t("Used")) + "</th><th>" + esc(t("Maximum")) +
       "</th><th></th></tr>" + rows + "</table>" + (r.guardian && r.guardian.available === false
         ? "<p><small>" + esc(t("Risk guardian not available in this build.")) + "</small></p>" : "");
