@@ -163,9 +163,15 @@ class ProtectiveOrders:
                 self.close(up.symbol, f"position closed ({up.reason or 'exchange'})")
         elif prot is not None:
             prot.quantity = abs(up.quantity)
-        elif self.accepting and up.reason != "SNAPSHOT":
+        elif self.accepting and up.reason != "SNAPSHOT" and not self._entry_pending(up.symbol):
             # a position we hold no stops for (a late execution, a manual order): adopt it now
             self.request_reconcile(f"unprotected {up.symbol} position {up.quantity}")
+
+    def _entry_pending(self, symbol: str) -> bool:
+        """An entry of ours on ``symbol`` is not final yet: its PositionOpened will follow
+        (Binance may send ACCOUNT_UPDATE before the fill's ORDER_TRADE_UPDATE)."""
+        return any(t.symbol == symbol and not t.final and not t.reduce_only and t.quantity > 0
+                   for t in self._tracker.orders.values())
 
     def _on_state(self, ev: StateChanged) -> None:
         if ev.what == "phase" and ev.new == "FLAT" and ev.symbol in self.positions:
