@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # allowed origins; none = closed
     api_action_rate_per_min: int = Field(6, ge=1, le=600)  # POST actions per minute, all clients
     api_ws_queue: int = Field(256, ge=8, le=100_000)  # messages buffered per WebSocket client
+    api_auth_failures_per_min: int = Field(30, ge=1, le=100_000)  # wrong tokens, then 429
 
     # --- secrets (later adapters); never formatted
     binance_api_key: SecretStr | None = None

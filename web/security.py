@@ -5,6 +5,7 @@
   ``bearer.<token>`` next to ``dort5bot.v1``. Compared with ``hmac.compare_digest`` (constant
   time). No token configured: the API is off (503 ``api_off``), the page says so.
 * ``check_bind``: a non-loopback ``HTTP_HOST`` with the API enabled and no token refuses to start.
+* Missing or wrong tokens share ``API_AUTH_FAILURES_PER_MIN``; beyond it they get 429.
 * Acting endpoints are POST only and share one sliding-window limit
   (``API_ACTION_RATE_PER_MIN``); a refused call answers 429 with ``Retry-After``.
 * CORS is closed unless ``API_CORS_ORIGINS`` lists the origin (exact match).
@@ -94,9 +95,14 @@ def offered_token(request: web.Request) -> str | None:
     return None
 
 
-def auth_middleware(settings: Settings) -> Callable:
-    """Guards every path under ``/api/v1``; other paths (the page, /healthz) pass."""
+def auth_middleware(settings: Settings, failures: RateLimiter | None = None) -> Callable:
+    """Guards every path under ``/api/v1``; other paths (the page, /healthz) pass. Requests
+    with a missing or wrong token count against ``failures`` (API_AUTH_FAILURES_PER_MIN);
+    once it is spent they get 429 instead of 401, so a token cannot be guessed quickly. The
+    right token always passes."""
     token = api_token(settings)
+    if failures is None:
+        failures = RateLimiter(settings.api_auth_failures_per_min)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -107,6 +113,10 @@ def auth_middleware(settings: Settings) -> Callable:
         if token is None:
             return error_response(503, "api_off", "The API is off: set API_TOKEN to use it.")
         if not token_matches(token, offered_token(request)):
+            wait = failures.take()
+            if wait:
+                return error_response(429, "rate_limited", "Too many wrong tokens; wait.",
+                                      headers={"Retry-After": str(max(1, round(wait)))})
             return error_response(401, "unauthorized", "Missing or wrong bearer token.",
                                   headers={"WWW-Authenticate": 'Bearer realm="dort5bot"'})
         return await handler(request)

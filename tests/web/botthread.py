@@ -91,6 +91,7 @@ class BotThread:
                  paced_entries: int = 1, autostart_feed: bool = True, **overrides: Any) -> None:
         settings = dict(FAST_STRATEGY, data_dir=data_dir, http_port=0, api_token=TOKEN,
                         binance_api_secret=SECRET, api_action_rate_per_min=600,
+                        api_auth_failures_per_min=100_000,
                         market_analysis_executor="thread")
         settings.update(overrides)
         self.settings = load_settings(_env_file=None, **settings)

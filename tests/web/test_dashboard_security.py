@@ -87,6 +87,23 @@ async def test_actions_are_rate_limited_across_all_of_them(tmp_path, session):
         await services.stop()
 
 
+async def test_wrong_tokens_are_rate_limited_but_the_right_one_still_passes(tmp_path, session):
+    services = await started(tmp_path, api_token=TOKEN, api_auth_failures_per_min=3)
+    url = base(services) + "/api/v1/status"
+    try:
+        for _ in range(3):
+            async with session.get(url, headers={"Authorization": "Bearer guess"}) as r:
+                assert r.status == 401
+        async with session.get(url, headers={"Authorization": "Bearer guess"}) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+        async with session.get(url) as r:  # no token counts as a failure too
+            assert r.status == 429
+        async with session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 200
+    finally:
+        await services.stop()
+
+
 def test_rate_limiter_is_a_sliding_window():
     now = [0.0]
     limiter = RateLimiter(2, 60, clock=lambda: now[0])
