@@ -316,10 +316,15 @@
     state.resultSeries.setData(pts); state.resultChart.timeScale().fitContent();
   }
   async function showLogs() {
-    const r = await api("/logs?limit=300");
-    $("log-lines").textContent = r.lines.join("\n");
+    state.logBuffer = []; // live lines that arrive while the recent ones load
+    try {
+      const r = await api("/logs?limit=300");
+      const seen = new Set(r.lines);
+      $("log-lines").textContent = r.lines.concat(state.logBuffer.filter((l) => !seen.has(l))).join("\n");
+    } finally { state.logBuffer = null; }
   }
   function addLog(line) {
+    if (state.logBuffer) { state.logBuffer.push(line); return; }
     const el = $("log-lines"); el.textContent += (el.textContent ? "\n" : "") + line;
     if (el.textContent.length > 200000) el.textContent = el.textContent.slice(-150000);
     el.scrollTop = el.scrollHeight;
