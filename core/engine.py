@@ -19,6 +19,7 @@ from core.events import (
     CloseRequest,
     EngineMode,
     ExitReason,
+    HaltRequest,
     PositionOpened,
     PositionPhase,
     StateChanged,
@@ -28,6 +29,7 @@ from core.ledger import Ledger
 from core.ordering import Ordering
 from core.paper import PaperExchange
 from core.ports import Connection
+from core.risk import RiskGuardian, RiskLimits
 from core.state import EngineState
 from core.strategies.selection import (
     StrategyChoice,
@@ -58,6 +60,7 @@ class Engine:
     ordering: Ordering
     follow_orders: FollowOrders
     ledger: Ledger
+    risk: RiskGuardian
     started_ms: int
     strategy: StrategyChoice
 
@@ -82,7 +85,17 @@ class Engine:
         self.ordering.set_mode(EngineMode.ARMED, ts_ms or now_ms(), reason)
 
     def disarm(self, ts_ms: int | None = None, reason: str = "command") -> None:
+        """DISARMED; a HALTED engine stays HALTED (only ``arm`` lifts a halt)."""
+        if self.state.mode is EngineMode.HALTED:
+            return
         self.ordering.set_mode(EngineMode.DISARMED, ts_ms or now_ms(), reason)
+
+    def halt(self, reason: str = "", ts_ms: int | None = None, *,
+             limit: str = "manual") -> None:
+        """Trip the kill switch by hand: HALTED with ``reason``, entry orders cancelled, the
+        position closed at market. Lifted only by ``arm``."""
+        text = reason.strip() or "halted by hand"
+        self.bus.publish(HaltRequest(reason=text, limit=limit, ts_ms=ts_ms or now_ms()))
 
     def close_position(self, reason: ExitReason = ExitReason.MANUAL,
                        ts_ms: int | None = None) -> bool:
@@ -146,6 +159,7 @@ class Engine:
         st = self.state
         out: dict[str, Any] = {
             "mode": st.mode.value, "phase": st.phase.value, "trading_mode": self.connection.name,
+            "halt_reason": st.halt_reason, "halted_ms": st.halted_ms,
             "symbols": list(self.settings.symbols), "uptime_s": (now_ms() - self.started_ms) / 1000,
             "balances": {b.asset: {"wallet": b.wallet, "available": b.available}
                          for b in self.balance.all()},
@@ -213,6 +227,8 @@ def build_engine(
         activation_pct=settings.trailing_activation_pct, exit_on_reverse=settings.exit_on_reverse,
         stale_ms=int(settings.price_stale_s * 1000),
     )
+    risk = RiskGuardian(bus, state, connection, RiskLimits.from_settings(settings),
+                        asset=settings.quote_asset)
     ordering = Ordering(
         bus, connection, state, balance, max_notional=settings.max_notional,
         asset=settings.quote_asset, taker_fee=settings.taker_fee_pct / 100,
@@ -220,7 +236,8 @@ def build_engine(
     ledger = Ledger(bus, settings.data_dir / "ledger.json" if persist else None)
     engine = Engine(settings=settings, bus=bus, state=state, balance=balance,
                     connection=connection, trending=trending, ordering=ordering,
-                    follow_orders=follow, ledger=ledger, started_ms=now_ms(), strategy=choice)
+                    follow_orders=follow, ledger=ledger, risk=risk, started_ms=now_ms(),
+                    strategy=choice)
     engine.resume()
     return engine
 

@@ -94,6 +94,7 @@ class ExitReason(str, Enum):
     FLAT = "FLAT"
     END = "END"
     LIQUIDATION = "LIQUIDATION"
+    HALT = "HALT"  # the kill switch (RISK or /halt) closed the position
 
 
 class EngineMode(str, Enum):
@@ -238,6 +239,43 @@ class SignalRejected:
 
     signal: TradeSignal
     reason: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskApproved:
+    """RISK let ``signal`` through: every limit passed (or the engine is not ARMED and FLAT,
+    where ORDERING refuses it anyway). ORDERING acts only on this, never on a bare
+    TradeSignal, so nothing reaches the exchange without passing RISK."""
+
+    signal: TradeSignal
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskRejected:
+    """RISK refused ``signal``: ``limit`` (e.g. "daily_loss_usdt") measured ``value`` against
+    ``threshold``, both in ``unit`` ("USDT", "%", "count", "s", "x"). ``alert`` is True for
+    the first refusal by that limit in its period (UTC day or hour), so alerts never storm."""
+
+    signal: TradeSignal
+    limit: str
+    value: Decimal
+    threshold: Decimal
+    unit: str
+    detail: str = ""
+    alert: bool = True
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltRequest:
+    """Trip the kill switch: ORDERING sets HALTED with ``reason``, cancels entry orders in
+    flight and closes the position at market (exit reason HALT). ``limit`` names the breached
+    limit, or "manual" for /halt."""
+
+    reason: str
+    limit: str = "manual"
     ts_ms: int
 
 

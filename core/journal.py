@@ -40,6 +40,7 @@ from core.events import (
     EngineError,
     EquitySnapshot,
     ExitReason,
+    HaltRequest,
     MarginCall,
     OrderRequest,
     OrderUpdate,
@@ -48,6 +49,7 @@ from core.events import (
     PositionUpdate,
     ProtectiveOrderUpdate,
     RateLimitBackoff,
+    RiskRejected,
     Side,
     SignalRejected,
     StateChanged,
@@ -103,7 +105,7 @@ JOURNALED_EVENTS = (
     TradeSignal, SignalRejected, CloseRequest, OrderRequest, OrderUpdate, PositionOpened,
     PositionUpdate, BalanceUpdate, TradeClosed, EquitySnapshot, StateChanged, ConnectionStatus,
     EngineError, ProtectiveOrderUpdate, PositionAdopted, MarginCall, AccountConfigChanged,
-    RateLimitBackoff,
+    RateLimitBackoff, RiskRejected, HaltRequest,
 )
 
 
@@ -145,7 +147,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def _symbol_of(event: Any) -> str | None:
-    if isinstance(event, SignalRejected):
+    if isinstance(event, (SignalRejected, RiskRejected)):
         return event.signal.symbol
     if isinstance(event, TradeClosed):
         return event.trade.symbol
@@ -391,6 +393,24 @@ class Journal:
             (since_ms if since_ms is not None else -(2**62),),
         )
         return [(ts, Decimal(eq)) for ts, eq in rows]
+
+    async def entry_times(self, since_ms: int, limit: int = 1000) -> list[int]:
+        """Exchange times (ms) of entry ``OrderRequest``s at or after ``since_ms``, oldest
+        first (the newest ``limit``). RISK counts entries per hour and day from them."""
+        rows = await self._query(
+            "SELECT ts_ms FROM events WHERE kind = 'OrderRequest' AND ts_ms >= ?"
+            " AND json_extract(payload, '$.intent') = 'ENTRY' ORDER BY ts_ms DESC LIMIT ?",
+            (since_ms, limit),
+        )
+        return [ts for (ts,) in reversed(rows)]
+
+    async def peak_equity(self, since_ms: int = 0) -> Decimal | None:
+        """The highest journaled equity at or after ``since_ms`` (USDT), None without any."""
+        rows = await self._query(
+            "SELECT equity FROM equity WHERE ts_ms >= ? ORDER BY CAST(equity AS REAL) DESC"
+            " LIMIT 1", (since_ms,),
+        )
+        return Decimal(rows[0][0]) if rows else None
 
     async def recent_events(self, limit: int) -> list[dict]:
         """The last ``limit`` events, oldest first, as

@@ -30,6 +30,7 @@ from core.events import (
     EngineError,
     EngineMode,
     ExitReason,
+    HaltRequest,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -37,6 +38,7 @@ from core.events import (
     PositionOpened,
     PositionPhase,
     PositionUpdate,
+    RiskApproved,
     Side,
     SignalRejected,
     StateChanged,
@@ -76,8 +78,12 @@ class TransitionError(RuntimeError):
 class Ordering:
     """Turns signals and close requests into orders, one position at a time.
 
+    Signals arrive as ``RiskApproved`` (RISK, core/risk/, checked them first); a bare
+    ``TradeSignal`` never opens anything. ``HaltRequest`` trips the kill switch.
+
     Args:
-        bus: engine bus; subscribes to TradeSignal, CloseRequest, OrderUpdate, PositionUpdate.
+        bus: engine bus; subscribes to RiskApproved, CloseRequest, OrderUpdate, PositionUpdate,
+            HaltRequest.
         connection: where orders go (paper or live).
         state: the persisted engine state (mode, phase, position, orders).
         balance: balance store for the available-balance check.
@@ -106,8 +112,9 @@ class Ordering:
         self.taker_fee = taker_fee
         self._pending_levels: tuple[Decimal, Decimal, Decimal] | None = None  # sl, tp, ref price
         self._entry_reason = ""  # the accepted signal's reason, for PositionOpened
-        bus.subscribe(TradeSignal, self.on_signal)
+        bus.subscribe(RiskApproved, self._on_approved)
         bus.subscribe(CloseRequest, self.on_close_request)
+        bus.subscribe(HaltRequest, self.on_halt_request)
         bus.subscribe(OrderUpdate, self.on_order_update)
         bus.subscribe(PositionUpdate, self.on_position_update)
 
@@ -132,6 +139,9 @@ class Ordering:
                                        ts_ms=ts_ms))
 
     # ------------------------------------------------------------------ signals
+
+    def _on_approved(self, ev: RiskApproved) -> None:
+        self.on_signal(ev.signal)
 
     def on_signal(self, sig: TradeSignal) -> None:
         reason, qty = self._check_signal(sig)
@@ -338,10 +348,16 @@ class Ordering:
     # ------------------------------------------------------------------ mode
 
     def set_mode(self, mode: EngineMode, ts_ms: int, reason: str = "") -> None:
+        """Change the engine mode. HALTED keeps ``reason`` and the time in the state until
+        the mode changes again."""
         old = self.state.mode
         if old is mode:
             return
         self.state.mode = mode
+        if mode is EngineMode.HALTED:
+            self.state.halt_reason, self.state.halted_ms = reason or "halted", ts_ms
+        else:
+            self.state.halt_reason, self.state.halted_ms = "", 0
         self.state.save()
         logger.info("mode %s -> %s %s", old.value, mode.value, reason)
         self._bus.publish(StateChanged(what="mode", old=old.value, new=mode.value,
@@ -349,3 +365,16 @@ class Ordering:
 
     def halt(self, ts_ms: int, reason: str) -> None:
         self.set_mode(EngineMode.HALTED, ts_ms, reason)
+
+    def on_halt_request(self, req: HaltRequest) -> None:
+        """The kill switch: HALTED (no entry can start), entry orders in flight cancelled, the
+        position closed at market (exit reason HALT; an entry still filling closes as soon as
+        it completes). Exchange-side stops go with the position (the live adapter cancels
+        them once it is closed)."""
+        st = self.state
+        self.halt(req.ts_ms, req.reason)
+        for order in [o for o in st.orders.values() if o.intent == "ENTRY"]:
+            self._conn.cancel_order(order.symbol, order.client_order_id)
+        if st.phase is not F and st.symbol:
+            self.on_close_request(CloseRequest(symbol=st.symbol, reason=ExitReason.HALT,
+                                               detail=req.limit, ts_ms=req.ts_ms))

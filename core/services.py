@@ -43,7 +43,7 @@ from core.events import (
     PositionUpdate,
 )
 from core.filters import round_price
-from core.journal import Journal
+from core.journal import Journal, JournalError
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Component, Connection, Metric
@@ -154,6 +154,7 @@ class Services:
             return
         await self.journal.start()
         self._started = True
+        await self._restore_risk()
         for component in self.components:
             await component.start()
             self._running.append(component)
@@ -165,6 +166,21 @@ class Services:
             await self.market_worker.start()
         if start_feed:
             self.start_feed()
+
+    async def _restore_risk(self) -> None:
+        """Top RISK's book up from the journal (trades, entries, equity peak it lacks)."""
+        book = self.engine.risk.book
+        try:
+            trades = await self.journal.trades(since_ms=book.last_trade_ms + 1, limit=1000)
+            entries = await self.journal.entry_times(book.last_entry_ms + 1)
+            peak = await self.journal.peak_equity(book.peak_since_ms)
+            day = book.day_start_ms or (trades[-1].exit_ts_ms // 86_400_000 * 86_400_000
+                                        if trades else 0)
+            day_equity = await self.journal.equity_curve(day) if day else []
+        except JournalError as exc:
+            logger.error("risk history not restored from the journal: %s", exc)
+            return
+        self.engine.risk.restore(trades, entries, peak, day_equity)
 
     def start_feed(self) -> None:
         """Start the market feed task (once)."""
@@ -311,6 +327,7 @@ class Services:
         details = {
             "trading_mode": self.settings.trading_mode, "mode": st.mode.value,
             "phase": st.phase.value, "symbol": st.symbol, "feed": h["feed"],
+            "halt_reason": st.halt_reason,
             "last_event_age_s": max(0.0, (_now_ms() - h["last_event_ms"]) / 1000)
             if h["last_event_ms"] else None,
             "streams_down": sorted(k for k, (up, _) in h["streams"].items() if not up),
@@ -349,6 +366,11 @@ class Services:
             out.append(Metric("dort5bot_last_event_age_seconds",
                               "wall time since the latest market event's exchange time",
                               max(0.0, (_now_ms() - h["last_event_ms"]) / 1000)))
+        out.append(Metric("dort5bot_halted", "1 while the engine is HALTED (kill switch)",
+                          1 if st.halt_reason or st.mode.value == "HALTED" else 0))
+        for limit, count in sorted(self.engine.risk.refusals.items()):
+            out.append(Metric("dort5bot_risk_refusals_total", "signals RISK refused, by limit",
+                              count, "counter", labels={"limit": limit}))
         for name, (up, _detail) in h["streams"].items():
             out.append(Metric("dort5bot_stream_up", "1 while the stream is connected",
                               1 if up else 0, labels={"stream": name}))

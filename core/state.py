@@ -50,6 +50,8 @@ class EngineState:
 
     ``quantity`` is the unsigned open position size in base asset; ``side`` its direction.
     ``stop_loss``/``take_profit`` are absolute prices (quote asset) of the open position.
+    ``halt_reason``/``halted_ms`` say why and when (exchange time, ms) the engine was HALTED
+    (empty/0 otherwise); ``risk`` is RISK's checkpoint (core/risk/book.py, plain JSON types).
     """
 
     mode: EngineMode = EngineMode.DISARMED
@@ -65,6 +67,9 @@ class EngineState:
     exit_attempts: int = 0
     orders: dict[str, TrackedOrder] = field(default_factory=dict)
     seq: int = 0
+    halt_reason: str = ""
+    halted_ms: int = 0
+    risk: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     # ------------------------------------------------------------------ persistence
@@ -99,6 +104,9 @@ class EngineState:
                 exit_attempts=int(raw.get("exit_attempts", 0)),
                 orders=orders,
                 seq=int(raw.get("seq", 0)),
+                halt_reason=str(raw.get("halt_reason", "")),
+                halted_ms=int(raw.get("halted_ms", 0)),
+                risk=dict(raw.get("risk") or {}),
                 path=path,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
@@ -126,6 +134,9 @@ class EngineState:
                 for k, o in self.orders.items()
             },
             "seq": self.seq,
+            "halt_reason": self.halt_reason,
+            "halted_ms": self.halted_ms,
+            "risk": self.risk,
         }
 
     def save(self) -> None:

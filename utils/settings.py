@@ -8,6 +8,7 @@ per offending variable; ``main.py`` prints it and exits with status 2.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from utils.log_setup import MIN_SECRET_LEN
 
 TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
+_HOURS_RE = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
+_DAY = "(mon|tue|wed|thu|fri|sat|sun)"
+_DAYS_RE = re.compile(rf"{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*")
 
 
 #: Default endpoints per TRADING_MODE (PROTOCOL.md §1: mainnet; §1.1/§1.2/§8.7: testnet REST on
@@ -87,6 +91,26 @@ class Settings(BaseSettings):
     risk_fraction: float = Field(0.1, gt=0, le=1)
     max_notional: Decimal = Field(Decimal("1000"), gt=0)
     initial_balance: Decimal = Field(Decimal("1000"), gt=0)
+
+    # --- RISK limits (core/risk/); 0 turns a limit off. Days and hours are UTC.
+    risk_daily_loss_usdt: Decimal = Field(Decimal("50"), ge=0)  # kill switch
+    risk_daily_loss_pct: Decimal = Field(Decimal("5"), ge=0, le=100)  # of start-of-day equity
+    risk_max_drawdown_pct: Decimal = Field(Decimal("20"), ge=0, le=100)  # from the equity peak
+    risk_max_consecutive_losses: int = Field(5, ge=0)
+    risk_loss_cooldown_min: int = Field(60, ge=0, le=10_080)
+    risk_min_entry_interval_s: int = Field(0, ge=0, le=86_400)
+    risk_max_entries_per_hour: int = Field(12, ge=0)
+    risk_max_entries_per_day: int = Field(100, ge=0)
+    risk_max_notional: Decimal = Field(Decimal("5000"), ge=0)  # USDT, besides MAX_NOTIONAL
+    risk_max_leverage: int = Field(20, ge=0, le=125)
+    risk_price_band_pct: Decimal = Field(Decimal("2"), ge=0)  # entry price vs mark price
+    risk_min_liq_distance_pct: Decimal = Field(Decimal("2"), ge=0, lt=100)
+    risk_liq_stop_multiple: Decimal = Field(Decimal("1.5"), ge=0)  # liq distance / stop distance
+    risk_funding_window_min: int = Field(5, ge=0, le=480)
+    risk_funding_rate_pct: Decimal = Field(Decimal("0.05"), ge=0)  # per settlement
+    risk_trading_hours: str = "0-23"
+    risk_trading_days: str = "mon-sun"
+    risk_max_orders_per_minute: int = Field(20, ge=0)
 
     # --- strategy (TRENDING); see core/strategies/ (catalog.py lists the rules)
     strategy: str = "ema_adx"  # a catalog id (main.py strategies) or "ensemble"
@@ -288,6 +312,22 @@ class Settings(BaseSettings):
                 raise ValueError("at least one symbol is required")
             return out
         return v
+
+    @field_validator("risk_trading_hours")
+    @classmethod
+    def _check_trading_hours(cls, v: str) -> str:
+        if not _HOURS_RE.fullmatch(v.replace(" ", "")):
+            raise ValueError("must be UTC hours like 0-23 or 8-16,20 (22-3 wraps midnight)")
+        if any(int(h) > 23 for h in re.findall(r"\d+", v)):
+            raise ValueError("hours must be within 0..23")
+        return v.strip()
+
+    @field_validator("risk_trading_days")
+    @classmethod
+    def _check_trading_days(cls, v: str) -> str:
+        if not _DAYS_RE.fullmatch(v.replace(" ", "").lower()):
+            raise ValueError("must be weekdays like mon-sun, mon-fri or sat,sun")
+        return v.strip().lower()
 
     @field_validator("timeframe")
     @classmethod

@@ -21,6 +21,7 @@ from core.events import (
     PositionOpened,
     PositionPhase,
     PositionUpdate,
+    RiskApproved,
     Side,
     SignalRejected,
     TradeSignal,
@@ -40,6 +41,8 @@ def make(mode=EngineMode.ARMED, path=None, balance="10000"):
     state = EngineState.load(path, default_mode=mode)
     store = BalanceStore(bus)
     ordering = Ordering(bus, ex, state, store, max_notional=D("1000"))
+    # RISK (tested in tests/core/risk/) stands aside here: every signal is approved
+    bus.subscribe(TradeSignal, lambda s: bus.publish(RiskApproved(signal=s, ts_ms=s.ts_ms)))
     fund(bus, balance)
     seen: list = []
     bus.subscribe_all(seen.append)
