@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -308,7 +309,7 @@ class RiskGuardian:
     # ------------------------------------------------------------------ startup
 
     def restore(self, trades: list[ClosedTrade], entry_times: list[int],
-                peak: Decimal | None, day_equity: list[tuple[int, Decimal]] = ()) -> int:
+                peak: Decimal | None, day_equity: Sequence[tuple[int, Decimal]] = ()) -> int:
         """Top the book up from the journal at startup: closed trades (oldest first) the
         checkpoint has not folded yet, entry order times, the highest equity since the peak's
         last reset, and the day's equity points (for a start-of-day equity the checkpoint
