@@ -31,6 +31,7 @@ from core.backtest.stats import (  # noqa: F401  (re-exported: the report's publ
 )
 from core.backtest.tracking import Drawdown
 from core.events import ClosedTrade
+from core.risk.view import format_risk
 
 _TABLE_EDGE = 20  # format_report shows this many trades at each end of a long list
 ASSET_DECIMALS = {"USDT": 8, "USDC": 8, "BTC": 8, "BNB": 8, "FDUSD": 8}
@@ -79,6 +80,7 @@ class BacktestResult:
     code_version: str = ""
     timerange: str = ""
     asset: str = "USDT"
+    risk: dict[str, Any] | None = None  # core/risk/view.py risk_summary: refusals, halt
 
 
 # --------------------------------------------------------------------------- invariants
@@ -235,6 +237,8 @@ def to_json(result: BacktestResult, stats: Stats) -> dict[str, Any]:
         "breakdowns": rows,
         "notes": list(result.notes),
         "no_trade_reasons": list(result.no_trade_reasons),
+        "risk": result.risk if result.risk is not None else {
+            "refusals": {}, "refused": [], "halt": None},
         "units": {"money": result.asset, "time": "ms since the Unix epoch (UTC), durations s",
                   "fractions": list(FRACTIONS),
                   "ratios_min_span_s": MIN_RATIO_SPAN_MS // 1000},
@@ -377,4 +381,6 @@ def format_report(result: BacktestResult, stats: Stats) -> str:
     ]
     lines.append("")
     lines += [f"{label + ':':<15}{value}" for label, value in summary]
+    if result.risk is not None:
+        lines += format_risk(result.risk)
     return "\n".join(lines) + "\n"

@@ -204,7 +204,7 @@ def run_backtest(
         drawdown=tracker.dd, notes=notes,
         no_trade_reasons=[] if engine.ledger.trades else diag.no_trade_reasons(symbols),
         params=_settings_doc(settings), file_info=file_info(paths), code_version=code_version(),
-        timerange=timerange or "", asset=settings.quote_asset,
+        timerange=timerange or "", asset=settings.quote_asset, risk=engine.risk.summary(),
     )
 
 

@@ -27,6 +27,7 @@ from core.events import (
     OrderUpdate,
     PositionOpened,
     PositionUpdate,
+    RiskRejected,
     SignalRejected,
     TradeSignal,
 )
@@ -141,6 +142,7 @@ class Diagnostics:
         bus.subscribe(Candle, self._on_candle)
         bus.subscribe(TradeSignal, self._on_signal)
         bus.subscribe(SignalRejected, self._on_rejected)
+        bus.subscribe(RiskRejected, self._on_risk_rejected)
         bus.subscribe(OrderUpdate, self._on_order)
         bus.subscribe(PositionOpened, lambda ev: self._on_opened(ev, paper))
 
@@ -153,6 +155,9 @@ class Diagnostics:
 
     def _on_rejected(self, ev: SignalRejected) -> None:
         self.refused[_reason_kind(ev.reason)] += 1
+
+    def _on_risk_rejected(self, ev: RiskRejected) -> None:
+        self.refused[f"RISK {ev.limit}"] += 1
 
     def _on_order(self, up: OrderUpdate) -> None:
         if up.status is OrderStatus.REJECTED and not up.reduce_only:

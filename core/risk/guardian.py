@@ -59,6 +59,7 @@ ZERO = Decimal(0)
 DAY_PERIOD_LIMITS = frozenset({"daily_loss_usdt", "daily_loss_pct", "max_drawdown_pct",
                                "entries_per_day"})
 MAX_REFUSED_KEPT = 10_000  # refused signals remembered for the backtest report
+MARK_MAX_AGE_MS = 60_000  # an older mark price is unknown (Binance sends one every 1-3 s)
 
 
 def _q(x: Decimal, places: str = "0.01") -> Decimal:
@@ -92,7 +93,7 @@ class RiskGuardian:
             logger.error("risk checkpoint in the state is unreadable; rebuilt from the journal")
             self.book = RiskBook()
         self._wallet: Decimal | None = None
-        self._marks: dict[str, tuple[Decimal, Decimal, int]] = {}  # mark, funding rate, next ms
+        self._marks: dict[str, tuple[Decimal, Decimal, int, int]] = {}  # mark, rate, next, ts
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}  # signed qty, entry price
         self.refusals: Counter[str] = Counter()
         self.refused: list[dict[str, Any]] = []
@@ -173,7 +174,7 @@ class RiskGuardian:
         breach = L.check_exposure(lim, sig.quantity * sig.entry_price, sig.leverage)
         if breach:
             return breach
-        mark = self._marks.get(sig.symbol)
+        mark = self._mark(sig.symbol, ts)
         breach = L.check_price_band(lim, sig.entry_price, mark[0] if mark else None)
         if breach:
             return breach
@@ -274,7 +275,7 @@ class RiskGuardian:
 
     def _on_mark(self, ev: MarkPrice) -> None:
         self._marks[ev.symbol] = (Decimal(repr(ev.mark_price)), Decimal(repr(ev.funding_rate)),
-                                  ev.next_funding_ms)
+                                  ev.next_funding_ms, ev.ts_ms)
         if ev.symbol in self._positions:
             self._refresh_equity(ev.ts_ms)
         elif ev.ts_ms >= self.book.day_start_ms + L.DAY_MS:
@@ -288,15 +289,23 @@ class RiskGuardian:
         if self._wallet is None:
             self.book.roll(ts_ms)
             return
-        self.book.observe_equity(self._wallet + self.unrealized_pnl(), ts_ms)
+        self.book.observe_equity(self._wallet + self.unrealized_pnl(ts_ms), ts_ms)
         self._check_kill(ts_ms)
 
-    def unrealized_pnl(self) -> Decimal:
+    def _mark(self, symbol: str, now_ms: int) -> tuple[Decimal, Decimal, int, int] | None:
+        """The symbol's latest mark price, funding rate and next funding time, unless older
+        than ``MARK_MAX_AGE_MS`` (a gap in the data: an old mark says nothing about now)."""
+        mark = self._marks.get(symbol)
+        if mark is None or now_ms - mark[3] > MARK_MAX_AGE_MS:
+            return None
+        return mark
+
+    def unrealized_pnl(self, now_ms: int) -> Decimal:
         """Unrealized PnL of the exchange's positions (``PositionUpdate``) at the mark
         (else last) price, USDT."""
         total = ZERO
         for symbol, (qty, entry) in self._positions.items():
-            mark = self._marks.get(symbol)
+            mark = self._mark(symbol, now_ms)
             price = mark[0] if mark else self._conn.reference_price(symbol)
             if price is not None:
                 total += (price - entry) * qty

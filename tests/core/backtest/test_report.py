@@ -199,7 +199,7 @@ def test_json_schema_is_exact(tmp_path):
 
     assert {"symbol", "symbols", "timeframe", "timerange", "asset", "reproduce", "data",
             "initial_balance", "final_balance", "trades", "stats", "breakdowns", "notes",
-            "no_trade_reasons", "units", "perf"} == set(doc)
+            "no_trade_reasons", "risk", "units", "perf"} == set(doc)
     assert doc["symbol"] == "BTCUSDT" and doc["timeframe"] == "1m"
     assert doc["data"] == {"files": [{"path": "btcusdt_20240808.gz"}], "events": 1_000,
                            "first_ts_ms": T0, "last_ts_ms": T0 + 10 * H}

@@ -169,6 +169,7 @@ def test_orders_per_minute_counts_exits_too(tmp_path):
     rig.signal(T0 + 4000)
     r = rig.rejections()[-1]
     assert (r.limit, r.value, r.threshold) == ("orders_per_minute", 4, 3)
+    rig.tick(40000, T0 + MIN + 2001)
     rig.signal(T0 + MIN + 2001)  # two of them are older than a minute
     assert rig.state.phase is PositionPhase.OPEN
 
