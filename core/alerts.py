@@ -21,13 +21,14 @@ from core.events import (
     PositionOpened,
     ProtectiveOrderUpdate,
     RateLimitBackoff,
+    RiskRejected,
     SignalRejected,
     StateChanged,
     TradeClosed,
 )
 
-ALERT_EVENTS = (PositionOpened, TradeClosed, SignalRejected, EngineError, StateChanged,
-                ConnectionStatus, ProtectiveOrderUpdate, PositionAdopted, MarginCall,
+ALERT_EVENTS = (PositionOpened, TradeClosed, SignalRejected, RiskRejected, EngineError,
+                StateChanged, ConnectionStatus, ProtectiveOrderUpdate, PositionAdopted, MarginCall,
                 RateLimitBackoff)
 #: Protective-order states worth a message: placed (NEW), or failed; cancels are routine.
 PROTECTIVE_ALERTS = ("NEW", "PLACE_FAILED", "REJECTED", "EXPIRED")
@@ -53,6 +54,13 @@ def alert_text(ev: Any) -> str | None:
         if ev.reason.startswith("a position is already"):
             return None  # routine while a position is open
         return f"signal {s.side.value} {s.symbol} rejected: {ev.reason}"
+    if isinstance(ev, RiskRejected):
+        if not ev.alert:
+            return None  # RISK alerts once per limit and period
+        s = ev.signal
+        return (f"signal {s.side.value} {s.symbol} refused by RISK: {ev.limit} {ev.value} / "
+                f"{ev.threshold} {ev.unit}" + (f" ({ev.detail})" if ev.detail else "")
+                + " (further refusals by this limit in this period are not alerted)")
     if isinstance(ev, EngineError):
         return f"ERROR [{ev.source}] {ev.message}"
     if isinstance(ev, StateChanged) and ev.what == "mode":

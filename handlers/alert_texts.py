@@ -46,6 +46,7 @@ EXIT_REASONS = {
     "TP": N_("take profit"), "SL": N_("stop loss"), "TRAILING": N_("trailing stop"),
     "SIGNAL": N_("signal"), "MANUAL": N_("manual close"), "FLAT": N_("/flat"),
     "END": N_("end of data"), "LIQUIDATION": N_("liquidation"), "RISK": N_("risk limit"),
+    "HALT": N_("kill switch (halt)"),
 }
 FALLBACK_TITLES: dict[str, str] = {"RiskRejected": N_("Signal refused by RISK")}
 

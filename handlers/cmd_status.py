@@ -6,7 +6,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from handlers.alert_texts import word
-from handlers.common import deps, duration, no_args, num, price, reply
+from handlers.common import deps, duration, no_args, num, price, reply, utc
 from handlers.registry import Command
 
 
@@ -36,6 +36,10 @@ def status_text(context: ContextTypes.DEFAULT_TYPE) -> str:
             lines.append(t("Last signal {side} {symbol}: confidence {confidence} ({votes})",
                            side=last["side"], symbol=last["symbol"],
                            confidence=f"{last['confidence']:.2f}", votes=votes))
+    if snap["mode"] == "HALTED":
+        lines.insert(1, t("<b>HALTED</b> since {time} UTC: {reason}. Only /arm lifts it.",
+                          time=utc(snap["halted_ms"]) if snap["halted_ms"] else "-",
+                          reason=snap["halt_reason"] or "-"))
     pos = snap["position"]
     if pos is None:
         lines.append(t("Position: none"))

@@ -1,6 +1,7 @@
-"""/arm, /disarm, /close, /flat and their confirmation buttons.
+"""/arm, /disarm, /close, /flat, /halt and their confirmation buttons.
 
-/close and /flat always ask first; /arm asks in testnet/live mode (paper arms at once). The
+/close, /flat and /halt always ask first; /arm asks in testnet/live mode (paper arms at once)
+and always when the engine is HALTED, showing why it halted. The
 prompt's buttons carry a one-time nonce that expires (handlers/confirm.py). Every action goes
 through the engine facade with the engine's clock (exchange time).
 """
@@ -13,32 +14,42 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from core.events import ExitReason, PositionPhase
+from core.events import EngineMode, ExitReason, PositionPhase
 from handlers.alert_texts import word
-from handlers.common import Deps, deps, no_args, price, reply, reply_chat_id
+from handlers.common import Deps, deps, no_args, price, reply, reply_chat_id, utc
 from handlers.confirm import PATTERN, Outcome
 from handlers.registry import Command
 from utils.log_setup import redact
 
 logger = logging.getLogger(__name__)
 
+HALT_REASONS_KEY = "halt_reasons"  # bot_data: chat id -> the reason of a /halt being confirmed
+MAX_HALT_REASON = 200
 
-def needs_confirmation(action: str, trading_mode: str) -> bool:
-    """/close and /flat always; /arm unless paper trading."""
+
+def needs_confirmation(action: str, trading_mode: str, *, halted: bool = False) -> bool:
+    """/close, /flat and /halt always; /arm when HALTED or not paper trading."""
     if action == "arm":
-        return trading_mode != "paper"
-    return action in ("close", "flat")
+        return halted or trading_mode != "paper"
+    return action in ("close", "flat", "halt")
 
 
-def perform(d: Deps, action: str) -> str:
-    """Run a confirmed (or unconfirmed, when allowed) action; the HTML result line."""
+def perform(d: Deps, action: str, detail: str = "") -> str:
+    """Run a confirmed (or unconfirmed, when allowed) action; the HTML result line.
+    ``detail`` is the reason of a /halt."""
     t = d.texts
     engine = d.services.engine
     ts = d.services.now_ms()
     if action == "arm":
         engine.arm(ts, "telegram")
         return t("Engine <b>ARMED</b>: new signals may open positions.")
+    if action == "halt":
+        engine.halt(detail or "halted by hand (telegram)", ts)
+        return t("Engine <b>HALTED</b>: entry orders cancelled, the position closing at "
+                 "market. Only /arm lifts it.")
     if action == "disarm":
+        if engine.state.mode is EngineMode.HALTED:
+            return t("The engine is <b>HALTED</b>; only /arm lifts it.")
         engine.disarm(ts, "telegram")
         return t("Engine <b>DISARMED</b>: no new positions; an open position keeps its stops.")
     if action == "close":
@@ -85,6 +96,14 @@ def _position_line(d: Deps) -> str | None:
 async def arm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     no_args(context.args)
     d = deps(context)
+    st = d.services.engine.state
+    if st.mode is EngineMode.HALTED:
+        _ask(update, context, "arm", d.texts(
+            "The engine is <b>HALTED</b> since {time} UTC: {reason}\nArm it again in "
+            "<b>{mode}</b> mode? New signals will open positions; /risk shows the limits.",
+            time=utc(st.halted_ms) if st.halted_ms else "-", reason=st.halt_reason or "-",
+            mode=d.settings.trading_mode))
+        return
     if needs_confirmation("arm", d.settings.trading_mode):
         _ask(update, context, "arm", d.texts("Arm the engine in <b>{mode}</b> mode? New signals "
                                              "will open real positions.",
@@ -121,6 +140,23 @@ async def flat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     _ask(update, context, "flat", question)
 
 
+async def halt(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    d = deps(context)
+    reason = " ".join(context.args or ()).strip()[:MAX_HALT_REASON]
+    chat_id = reply_chat_id(update)
+    if chat_id is not None:
+        context.bot_data.setdefault(HALT_REASONS_KEY, {})[chat_id] = reason
+    position = _position_line(d)
+    if position is None:
+        question = d.texts("HALT the engine: cancel entry orders and stop until /arm? There is "
+                           "no position. Reason: {reason}", reason=reason or "-")
+    else:
+        question = d.texts("HALT the engine: cancel entry orders, close {position} at market "
+                           "and stop until /arm? Reason: {reason}", position=position,
+                           reason=reason or "-")
+    _ask(update, context, "halt", question)
+
+
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A confirmation button: act once, say so, remove the buttons."""
     query = update.callback_query
@@ -135,7 +171,10 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     outcome, action, confirmed = d.confirmations.take(query.data or "", chat.id, user.id)
     edit: str | None
     if outcome is Outcome.OK and confirmed:
-        edit = perform(d, action)
+        detail = ""
+        if action == "halt":
+            detail = context.bot_data.get(HALT_REASONS_KEY, {}).pop(chat.id, "")
+        edit = perform(d, action, detail)
         answer = t.plain("Done")
     elif outcome is Outcome.OK:
         edit = t("Cancelled: /{action} was not run.", action=action)
@@ -164,6 +203,8 @@ COMMANDS = (
             admin_only=True, callback=close),
     Command(name="flat", help="Close the position, cancel orders and stops, disarm",
             usage="/flat", admin_only=True, callback=flat),
+    Command(name="halt", help="Kill switch: close at market, cancel orders, stop until /arm",
+            usage="/halt [reason]", admin_only=True, callback=halt),
 )
 
 CALLBACKS = ((PATTERN, on_button),)

@@ -277,3 +277,16 @@ def test_snapshot_shows_usage_and_cooldowns(tmp_path):
     assert {c["name"] for c in snap["cooldowns"]} == {"loss_cooldown"}
     assert snap["cooldowns"][0]["remaining_s"] == 29 * 60
     assert snap["halted"] is False
+
+
+def test_console_alerts_a_limit_once_per_period(tmp_path):
+    from core.alerts import ConsoleNotifier
+
+    rig = Rig(tmp_path, risk_max_leverage=10)
+    lines: list[str] = []
+    ConsoleNotifier(rig.bus, sink=lines.append)
+    rig.tick(40000, T0)
+    rig.signal(T0, leverage=20)
+    rig.signal(T0 + MIN, leverage=20)
+    refused = [ln for ln in lines if "refused by RISK" in ln]
+    assert len(refused) == 1 and "max_leverage 20 / 10 x" in refused[0]
