@@ -43,7 +43,7 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
         web.security.DashboardConfigError: a non-loopback HTTP_HOST without API_TOKEN.
     """
     for secret in (settings.binance_api_key, settings.binance_api_secret,
-                   settings.telegram_bot_token, settings.api_token):
+                   settings.telegram_bot_token, settings.api_token, settings.journal_url):
         if secret is not None:
             add_secret(secret)
     if replay:

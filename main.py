@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     from bootstrap import RunError
     from core.backtest.runner import BacktestError
     from core.brackets import BracketError
+    from core.journal import JournalError
     from core.replay.source import ReplayError
     from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING", json_lines=False)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError, StrategyError, BracketError, DashboardConfigError) as exc:
+            RunError, StrategyError, BracketError, DashboardConfigError, JournalError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,7 @@
 """JOURNAL, the witness: every signal, order, fill, round trip, equity snapshot, state change,
-connection status and error, persisted to SQLite (aiosqlite, WAL mode).
+connection status and error, persisted to SQLite (aiosqlite, WAL mode) or, with ``JOURNAL_URL``,
+to PostgreSQL (``core/journal_backend.py``, ``core/journal_pg.py``: same tables). Every row
+carries the bot's ``account``; every query reads only that account's rows.
 
 Bus handlers only turn the event into row tuples and append them to an in-memory pending list
 (a few microseconds, no I/O). An owned task writes the pending rows in one transaction every
@@ -21,13 +23,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sqlite3
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from core.event_bus import EventBus
@@ -56,50 +56,24 @@ from core.events import (
     TradeClosed,
     TradeSignal,
 )
+from core.journal_backend import (
+    SCHEMA_VERSION,
+    TRADE_FIELDS,
+    JournalBackend,
+    JournalError,
+    SqliteBackend,
+)
 from utils.aio import cancel_and_wait
+
+__all__ = ["JOURNALED_EVENTS", "SCHEMA_VERSION", "Journal", "JournalError", "to_jsonable"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT,
-    payload TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
-CREATE TABLE IF NOT EXISTS trades (
-    id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL,
-    entry_ts_ms INTEGER NOT NULL, exit_ts_ms INTEGER NOT NULL, entry_price TEXT NOT NULL,
-    exit_price TEXT NOT NULL, quantity TEXT NOT NULL, gross_pnl TEXT NOT NULL, fees TEXT NOT NULL,
-    funding TEXT NOT NULL, net_pnl TEXT NOT NULL, exit_reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS trades_exit_ts ON trades (exit_ts_ms);
-CREATE TABLE IF NOT EXISTS fills (
-    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, symbol TEXT NOT NULL,
-    client_order_id TEXT NOT NULL, order_id INTEGER NOT NULL, trade_id INTEGER,
-    side TEXT NOT NULL, qty TEXT NOT NULL, price TEXT NOT NULL, commission TEXT NOT NULL,
-    commission_asset TEXT NOT NULL, realized_pnl TEXT NOT NULL,
-    UNIQUE (symbol, trade_id, client_order_id));
-CREATE TABLE IF NOT EXISTS equity (
-    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, equity TEXT NOT NULL,
-    wallet_balance TEXT NOT NULL, unrealized_pnl TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS equity_ts ON equity (ts_ms);
-"""
-
-_TRADE_FIELDS = tuple(f.name for f in dataclasses.fields(ClosedTrade))  # = trades columns
+_TRADE_FIELDS = TRADE_FIELDS
 _TRADE_PARSE = {"symbol": str, "side": Side, "exit_reason": ExitReason, "entry_ts_ms": int,
                 "exit_ts_ms": int}  # every other column is a Decimal string
 
-_INSERT = {
-    "events": "INSERT INTO events (ts_ms, kind, symbol, payload) VALUES (?, ?, ?, ?)",
-    "fills": "INSERT OR IGNORE INTO fills (ts_ms, symbol, client_order_id, order_id, trade_id,"
-    " side, qty, price, commission, commission_asset, realized_pnl)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "trades": "INSERT INTO trades ({}) VALUES ({})".format(
-        ", ".join(_TRADE_FIELDS), ", ".join("?" * len(_TRADE_FIELDS))),
-    "equity": "INSERT INTO equity (ts_ms, equity, wallet_balance, unrealized_pnl)"
-    " VALUES (?, ?, ?, ?)",
-}
+_TABLES = ("events", "fills", "trades", "equity")
 
 JOURNALED_EVENTS = (
     TradeSignal, SignalRejected, CloseRequest, OrderRequest, OrderUpdate, PositionOpened,
@@ -107,10 +81,6 @@ JOURNALED_EVENTS = (
     EngineError, ProtectiveOrderUpdate, PositionAdopted, MarginCall, AccountConfigChanged,
     RateLimitBackoff, RiskRejected, HaltRequest,
 )
-
-
-class JournalError(Exception):
-    """The journal database cannot be opened or read; the message names the file."""
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -166,7 +136,8 @@ def _trade_from_row(row: tuple) -> ClosedTrade:
 
 
 class Journal:
-    """Persists journaled events to ``db_path`` (SQLite, WAL) and answers history queries.
+    """Persists journaled events to ``db_path`` (SQLite, WAL) or ``url`` (PostgreSQL) and
+    answers history queries about ``account``'s rows.
 
     Args:
         bus: subscribed to at construction, so events published before ``start()`` are kept
@@ -176,6 +147,8 @@ class Journal:
         flush_interval_s: seconds between background writes.
         busy_timeout_s: how long a write waits for a lock held by another connection before
             failing (and being retried at the next flush).
+        url: a ``postgresql://`` URL (``JOURNAL_URL``); when set, ``db_path`` is not used.
+        account: the account (``ACCOUNT``) every row is written with and every query reads.
     """
 
     def __init__(
@@ -185,13 +158,21 @@ class Journal:
         *,
         flush_interval_s: float = 0.5,
         busy_timeout_s: float = 2.0,
+        url: str = "",
+        account: str = "main",
     ) -> None:
         self._bus = bus
-        self._db_path = db_path
+        self._account = account
         self._flush_interval_s = flush_interval_s
-        self._busy_timeout_s = busy_timeout_s
-        self._pending: dict[str, list[tuple]] = {name: [] for name in _INSERT}
-        self._conn: aiosqlite.Connection | None = None
+        self._backend: JournalBackend
+        if url:
+            from core.journal_pg import PostgresBackend  # psycopg only when asked for
+
+            self._backend = PostgresBackend(url, account)
+        else:
+            self._backend = SqliteBackend(db_path, account, busy_timeout_s=busy_timeout_s)
+        self._pending: dict[str, list[tuple]] = {name: [] for name in _TABLES}
+        self._conn: JournalBackend | None = None  # the backend, while open
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._failing = False
@@ -236,11 +217,14 @@ class Journal:
 
         Raises:
             JournalError: the file is not a SQLite database (corrupt; it is left untouched),
-                cannot be opened, or has a newer schema than this code understands.
+                cannot be opened, the PostgreSQL server cannot be reached or refuses the
+                login, or the schema is newer than this code understands. The message names
+                the file or JOURNAL_URL, never its password.
         """
         if self._conn is not None:
             return
-        self._conn = await self._open()
+        await self._backend.open()
+        self._conn = self._backend
         self._task = asyncio.create_task(self._flush_loop(), name="journal-flush")
         logger.info("journal open: %s", self._describe())
 
@@ -258,45 +242,8 @@ class Journal:
             if conn is not None:
                 await conn.close()
 
-    async def _open(self) -> aiosqlite.Connection:
-        target = ":memory:" if self._db_path is None else str(self._db_path)
-        try:
-            if self._db_path is not None:
-                self._db_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(
-                target, timeout=self._busy_timeout_s, isolation_level=None
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"cannot open journal {self._describe()}: {exc}") from exc
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.executescript(_SCHEMA)
-            rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_version"))
-            version = rows[0][0]
-            if version is None:
-                await conn.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                   (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"journal {self._describe()} has schema version {version}, newer than"
-                    f" this bot's {SCHEMA_VERSION}; upgrade the bot or use another DATA_DIR"
-                )
-        except JournalError:
-            await conn.close()
-            raise
-        except sqlite3.Error as exc:
-            await conn.close()
-            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-                raise JournalError(
-                    f"journal {self._describe()} is not a valid SQLite database ({exc}); move"
-                    " the file aside to start a new journal"
-                ) from exc
-            raise JournalError(f"cannot open journal {self._describe()}: {exc}") from exc
-        return conn
-
     def _describe(self) -> str:
-        return "(in memory)" if self._db_path is None else str(self._db_path)
+        return self._backend.describe()
 
     # ------------------------------------------------------------------ writing
 
@@ -330,12 +277,8 @@ class Journal:
             if not batch:
                 return True
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                for name, rows in batch.items():
-                    await conn.executemany(_INSERT[name], rows)
-                await conn.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                await self._rollback(conn)
+                await conn.execute_many(batch)
+            except JournalError as exc:
                 self._on_write_failure(exc)
                 return False
             for name, rows in batch.items():
@@ -345,20 +288,13 @@ class Journal:
                 logger.info("journal writes recovered: %s", self._describe())
             return not self.pending_count
 
-    async def _rollback(self, conn: aiosqlite.Connection) -> None:
-        try:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the transaction is already gone; nothing was committed
-
     def _on_write_failure(self, exc: Exception) -> None:
         self.write_errors += 1
         if self._failing:
             return
         self._failing = True
         message = (f"journal write to {self._describe()} failed, {self.pending_count} rows kept"
-                   f" for retry: {type(exc).__name__}: {exc}")
+                   f" for retry: {exc}")
         logger.error("%s", message)
         last = self._pending["events"][-1:]  # exchange time of the newest unwritten event
         self._bus.publish(EngineError(source="journal", message=message,
@@ -371,26 +307,25 @@ class Journal:
         async with self._lock:  # stop() may be closing the connection
             if self._conn is None:
                 raise JournalError(f"journal {self._describe()} is not open")
-            try:
-                return [tuple(row) for row in await self._conn.execute_fetchall(sql, params)]
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {self._describe()} query failed: {exc}") from exc
+            return await self._conn.query(sql, params)
 
     async def trades(self, since_ms: int | None = None,
                      limit: int | None = None) -> list[ClosedTrade]:
         """Round trips that closed at or after ``since_ms``, the newest ``limit``, newest last."""
         rows = await self._query(
-            f"SELECT {', '.join(_TRADE_FIELDS)} FROM trades WHERE exit_ts_ms >= ?"
-            " ORDER BY exit_ts_ms DESC, id DESC LIMIT ?",
-            (since_ms if since_ms is not None else -(2**62), -1 if limit is None else limit),
+            f"SELECT {', '.join(_TRADE_FIELDS)} FROM trades WHERE account = ? AND exit_ts_ms >= ?"
+            " ORDER BY exit_ts_ms DESC, id DESC" + ("" if limit is None else " LIMIT ?"),
+            (self._account, since_ms if since_ms is not None else -(2**62),
+             *(() if limit is None else (limit,))),
         )
         return [_trade_from_row(r) for r in reversed(rows)]
 
     async def equity_curve(self, since_ms: int | None = None) -> list[tuple[int, Decimal]]:
         """``(ts_ms, equity)`` points, oldest first, from equity snapshots."""
         rows = await self._query(
-            "SELECT ts_ms, equity FROM equity WHERE ts_ms >= ? ORDER BY ts_ms, id",
-            (since_ms if since_ms is not None else -(2**62),),
+            "SELECT ts_ms, equity FROM equity WHERE account = ? AND ts_ms >= ?"
+            " ORDER BY ts_ms, id",
+            (self._account, since_ms if since_ms is not None else -(2**62)),
         )
         return [(ts, Decimal(eq)) for ts, eq in rows]
 
@@ -417,8 +352,9 @@ class Journal:
         ``{"id", "ts_ms", "kind", "symbol", "payload"}`` with the payload decoded (money as
         decimal strings)."""
         rows = await self._query(
-            "SELECT id, ts_ms, kind, symbol, payload FROM events ORDER BY id DESC LIMIT ?",
-            (limit,),
+            "SELECT id, ts_ms, kind, symbol, payload FROM events WHERE account = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (self._account, limit),
         )
         return [
             {"id": i, "ts_ms": ts, "kind": kind, "symbol": sym, "payload": orjson.loads(p)}

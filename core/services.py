@@ -5,7 +5,7 @@ runner there and the Telegram host (handlers/host.py) call ``start()`` / ``stop(
 knows how the other presents it. Owned here:
 
 * the engine (``build_engine``) and, in paper mode, the paper account file under DATA_DIR,
-* the journal (SQLite), started and flushed,
+* the journal (SQLite, or PostgreSQL with JOURNAL_URL), started and flushed,
 * the market feed: an owned task (today the replay feed; the Binance streams later), endless
   from the host's point of view and cancelled by ``stop()``,
 * small read models the front-ends show: the last ``PositionUpdate`` per symbol (liquidation
@@ -101,7 +101,9 @@ class Services:
         self._feed = feed
         if persist:
             self._restore_paper()
-        self.journal = Journal(self.engine.bus, settings.db_path)
+        url = settings.journal_url
+        self.journal = Journal(self.engine.bus, settings.db_path, account=settings.account,
+                               url=url.get_secret_value().strip() if url else "")
         self.feed_task: asyncio.Task[int] | None = None
         self.feed_done = asyncio.Event()
         self.events_fed = 0

@@ -103,3 +103,38 @@ def test_a_corrupt_state_file_stops_with_one_line(env, capsys):
     assert main(["run", "--replay", str(shared_file("btcusdt_20240808.gz")), "--speed", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "state.json" in err and "\n" not in err
+
+
+PG_PASSWORD = "Sup3r-Secret-Passw0rd"
+
+
+def test_paper_run_journals_into_postgresql_under_its_account(env, monkeypatch, postgres_dsn):
+    import psycopg
+
+    monkeypatch.setenv("JOURNAL_URL", postgres_dsn)
+    monkeypatch.setenv("ACCOUNT", "futures-1")
+    assert main(["run", "--replay", str(shared_file("btcusdt_20240808.gz")), "--speed", "0"]) == 0
+    assert not (env / "journal.sqlite3").exists() or not journal(env).execute(
+        "SELECT name FROM sqlite_master WHERE name = 'trades'").fetchall()
+    with psycopg.connect(postgres_dsn) as conn:
+        trades = conn.execute("SELECT account, net_pnl FROM trades").fetchall()
+        fills = conn.execute("SELECT COUNT(*) FROM fills WHERE account = 'futures-1'").fetchone()
+        kinds = conn.execute("SELECT DISTINCT account FROM events").fetchall()
+    assert len(trades) >= 1 and {a for a, _ in trades} == {"futures-1"}
+    assert fills is not None and fills[0] >= 2 * len(trades)
+    assert kinds == [("futures-1",)]
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://bot:{PG_PASSWORD}@127.0.0.1:1/journal",  # nothing listens there
+    f"postgresql://bot:{PG_PASSWORD}@127.0.0.1:port/journal",  # malformed
+    f"mysql://bot:{PG_PASSWORD}@127.0.0.1/journal",  # not PostgreSQL
+])
+def test_a_bad_journal_url_stops_with_one_line_without_the_password(env, monkeypatch, capsys,
+                                                                    caplog, url):
+    monkeypatch.setenv("JOURNAL_URL", url)
+    assert main(["run", "--replay", str(shared_file("btcusdt_20240808.gz")), "--speed", "0"]) == 2
+    out = capsys.readouterr()
+    err = out.err.strip()
+    assert "JOURNAL_URL" in err and "\n" not in err
+    assert PG_PASSWORD not in out.err + out.out + caplog.text

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from utils.log_setup import MIN_SECRET_LEN
 
+ACCOUNT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TIMEFRAME_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 _HOURS_RE = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
 _DAY = "(mon|tue|wed|thu|fri|sat|sun)"
@@ -85,6 +86,9 @@ class Settings(BaseSettings):
     quote_asset: str = "USDT"
     exchange_info_path: Path | None = None  # a saved GET /fapi/v1/exchangeInfo for paper filters
     paper_start_armed: bool = True
+    account: str = "main"  # this bot's account: the journal tags and filters its rows by it
+    # journal in PostgreSQL (postgresql://user:password@host:5432/db); unset: DATA_DIR SQLite
+    journal_url: SecretStr | None = None
 
     # --- risk and sizing
     leverage: int = Field(5, ge=1, le=125)
@@ -337,6 +341,22 @@ class Settings(BaseSettings):
         except ValueError:  # its message quotes the value; SettingsError must not
             raise ValueError("must be like 5s, 1m, 15m or 1h, within 1s..1h") from None
         return v.strip().lower()
+
+    @field_validator("account")
+    @classmethod
+    def _check_account(cls, v: str) -> str:
+        v = v.strip()
+        if not ACCOUNT_RE.fullmatch(v):
+            raise ValueError("must be 1-64 letters, digits, '_', '-' or '.'")
+        return v
+
+    @field_validator("journal_url")
+    @classmethod
+    def _check_journal_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL")
+        return v
 
     @field_validator("strategy")
     @classmethod

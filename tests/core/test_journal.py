@@ -1,11 +1,14 @@
-"""JOURNAL: a real EventBus, a real SQLite file, a second real connection as the "other writer"
-that locks the database. Results are read back through a fresh Journal or plain sqlite3."""
+"""JOURNAL: a real EventBus, a real SQLite file or a real PostgreSQL database (``postgres_dsn``:
+the behaviour tests run against both), a second real connection as the "other writer" that locks
+the database. Results are read back through a fresh Journal or a plain connection."""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -117,9 +120,35 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "journal.sqlite3"
 
 
-async def test_round_trip_survives_restart(db: Path):
+@dataclass
+class Target:
+    """One journal database: builds journals on it and reads it back with a plain connection."""
+
+    path: Path
+    url: str = ""
+
+    def journal(self, bus: EventBus, **kw: Any) -> Journal:
+        return Journal(bus, self.path, url=self.url, **kw)
+
+    def read(self, sql: str) -> list[tuple]:
+        if not self.url:
+            return read(self.path, sql)
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, db: Path) -> Target:
+    if request.param == "sqlite":
+        return Target(db)
+    return Target(db, request.getfixturevalue("postgres_dsn"))
+
+
+async def test_round_trip_survives_restart(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db, flush_interval_s=3600)
+    journal = target.journal(bus, flush_interval_s=3600)
     await journal.start()
     events = round_trip()
     for event in events:
@@ -127,7 +156,7 @@ async def test_round_trip_survives_restart(db: Path):
     assert await journal.flush() is True
     await journal.stop()
 
-    again = Journal(EventBus(), db)
+    again = target.journal(EventBus())
     await again.start()
     try:
         assert await again.trades() == [TRADE]
@@ -146,25 +175,26 @@ async def test_round_trip_survives_restart(db: Path):
     finally:
         await again.stop()
 
-    fills = read(db, "SELECT trade_id, qty, price, commission, realized_pnl FROM fills ORDER BY id")
+    fills = target.read(
+        "SELECT trade_id, qty, price, commission, realized_pnl FROM fills ORDER BY id")
     assert fills == [
         (501, "0.004", "56019.10", "0.02800960", "0"),
         (502, "0.006", "56019.30", "0.02800960", "0"),
         (503, "0.010", "56300.10", "0.02800960", "2.80900"),
     ]
-    types = read(db, "SELECT typeof(entry_price), typeof(net_pnl) FROM trades")
-    assert types == [("text", "text")]
+    types = target.read("SELECT entry_price, net_pnl FROM trades")
+    assert types == [("56019.20", "2.75172")]  # text, exactly as the Decimal was
 
 
-async def test_restart_continues_and_queries_filter(db: Path):
+async def test_restart_continues_and_queries_filter(target: Target):
     for trade in (TRADE, LOSS):
         bus = EventBus()
-        journal = Journal(bus, db)
+        journal = target.journal(bus)
         await journal.start()
         bus.publish(TradeClosed(trade=trade, ts_ms=trade.exit_ts_ms))
         await journal.stop()
 
-    journal = Journal(EventBus(), db)
+    journal = target.journal(EventBus())
     await journal.start()
     try:
         assert await journal.trades() == [TRADE, LOSS]
@@ -178,12 +208,13 @@ async def test_restart_continues_and_queries_filter(db: Path):
         assert (await journal.pnl_summary(since_ms=T0 + 10**9))["net_pnl"] == Decimal(0)
     finally:
         await journal.stop()
-    assert read(db, "SELECT id FROM events ORDER BY id") == [(1,), (2,)]
+    assert target.read("SELECT id FROM events ORDER BY id") == [(1,), (2,)]
+    assert target.read("SELECT DISTINCT account FROM trades") == [("main",)]
 
 
-async def test_queries_include_pending_rows(db: Path):
+async def test_queries_include_pending_rows(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db, flush_interval_s=3600)
+    journal = target.journal(bus, flush_interval_s=3600)
     await journal.start()
     try:
         bus.publish(TradeClosed(trade=TRADE, ts_ms=TRADE.exit_ts_ms))
@@ -194,9 +225,9 @@ async def test_queries_include_pending_rows(db: Path):
         await journal.stop()
 
 
-async def test_duplicate_fill_is_stored_once(db: Path):
+async def test_duplicate_fill_is_stored_once(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db)
+    journal = target.journal(bus)
     await journal.start()
     first = fill("e-1", 777, "0.010", "56000")
     bus.publish(first)
@@ -204,20 +235,20 @@ async def test_duplicate_fill_is_stored_once(db: Path):
     bus.publish(first)  # redelivered after a user-stream reconnect
     bus.publish(fill("e-2", 777, "0.010", "56000"))  # same trade id, other order: kept
     await journal.stop()
-    assert read(db, "SELECT client_order_id, trade_id FROM fills ORDER BY id") == [
+    assert target.read("SELECT client_order_id, trade_id FROM fills ORDER BY id") == [
         ("e-1", 777), ("e-2", 777)
     ]
-    assert read(db, "SELECT COUNT(*) FROM events WHERE kind = 'OrderUpdate'") == [(3,)]
+    assert target.read("SELECT COUNT(*) FROM events WHERE kind = 'OrderUpdate'") == [(3,)]
 
 
-async def test_fills_without_trade_id_are_not_collapsed(db: Path):
+async def test_fills_without_trade_id_are_not_collapsed(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db)
+    journal = target.journal(bus)
     await journal.start()
     bus.publish(fill("p-1", 0, "0.004", "56000"))
     bus.publish(fill("p-1", 0, "0.006", "56001"))
     await journal.stop()
-    assert read(db, "SELECT qty, trade_id FROM fills ORDER BY id") == [
+    assert target.read("SELECT qty, trade_id FROM fills ORDER BY id") == [
         ("0.004", None), ("0.006", None)
     ]
 
@@ -245,30 +276,30 @@ async def test_locked_database_keeps_rows_pending_then_writes_them(db: Path):
     assert read(db, "SELECT kind FROM events ORDER BY id") == [("TradeClosed",), ("EngineError",)]
 
 
-async def test_background_task_flushes(db: Path):
+async def test_background_task_flushes(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db, flush_interval_s=0.01)
+    journal = target.journal(bus, flush_interval_s=0.01)
     await journal.start()
     try:
         bus.publish(ConnectionStatus(stream="user", up=True, ts_ms=T0))
         await eventually(lambda: journal.pending_count == 0)
-        assert read(db, "SELECT kind FROM events") == [("ConnectionStatus",)]
+        assert target.read("SELECT kind FROM events") == [("ConnectionStatus",)]
     finally:
         await journal.stop()
 
 
-async def test_events_before_start_are_kept_and_stop_writes_everything(db: Path):
+async def test_events_before_start_are_kept_and_stop_writes_everything(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db, flush_interval_s=3600)
+    journal = target.journal(bus, flush_interval_s=3600)
     bus.publish(StateChanged(what="mode", old="DISARMED", new="ARMED", ts_ms=T0))
     await journal.start()
     bus.publish(EquitySnapshot(equity=Decimal("1"), wallet_balance=Decimal("1"),
                                unrealized_pnl=Decimal("0"), ts_ms=T0 + 1))
     await journal.stop()
-    assert read(db, "SELECT kind FROM events ORDER BY id") == [
+    assert target.read("SELECT kind FROM events ORDER BY id") == [
         ("StateChanged",), ("EquitySnapshot",)
     ]
-    assert read(db, "SELECT equity, wallet_balance, unrealized_pnl FROM equity") == [
+    assert target.read("SELECT equity, wallet_balance, unrealized_pnl FROM equity") == [
         ("1", "1", "0")
     ]
 
@@ -292,14 +323,20 @@ async def test_corrupt_file_raises_and_is_left_alone(db: Path):
     assert db.read_bytes() == garbage
 
 
-async def test_newer_schema_is_refused(db: Path):
-    journal = Journal(EventBus(), db)
+async def test_newer_schema_is_refused(target: Target):
+    journal = target.journal(EventBus())
     await journal.start()
     await journal.stop()
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO schema_version (version) VALUES (99)")
+    if target.url:
+        import psycopg
+
+        with psycopg.connect(target.url) as conn:
+            conn.execute("INSERT INTO schema_version (version) VALUES (99)")
+    else:
+        with sqlite3.connect(target.path) as conn:
+            conn.execute("INSERT INTO schema_version (version) VALUES (99)")
     with pytest.raises(JournalError, match="schema version 99"):
-        await Journal(EventBus(), db).start()
+        await target.journal(EventBus()).start()
 
 
 async def test_in_memory_journal_answers_queries():
@@ -313,20 +350,20 @@ async def test_in_memory_journal_answers_queries():
         await journal.stop()
 
 
-async def test_queries_on_a_closed_journal_raise(db: Path):
+async def test_queries_on_a_closed_journal_raise(target: Target):
     with pytest.raises(JournalError, match="not open"):
-        await Journal(EventBus(), db).trades()
+        await target.journal(EventBus()).trades()
 
 
-async def test_unserializable_details_never_reach_the_bus(db: Path):
+async def test_unserializable_details_never_reach_the_bus(target: Target):
     bus = EventBus()
-    journal = Journal(bus, db)
+    journal = target.journal(bus)
     await journal.start()
     bus.publish(EngineError(source="x", message="odd", details={"n": 2**70, "o": object()},
                             ts_ms=T0))
     await journal.stop()
     assert bus.errors == 0
-    (payload,) = read(db, "SELECT payload FROM events")[0]
+    (payload,) = target.read("SELECT payload FROM events")[0]
     assert isinstance(orjson.loads(payload), dict)
 
 
