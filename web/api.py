@@ -199,9 +199,9 @@ def perform(view: BotView, action: str) -> dict[str, Any]:
         done = engine.flat(ts)
         message = ("Engine DISARMED and the position is closing." if done
                    else "Engine DISARMED; there was no position to close.")
-    else:  # halt
-        engine.ordering.halt(ts, "dashboard")
-        message = "Engine HALTED: nothing trades until it is armed again."
+    else:  # halt: RISK's kill switch (close at market, cancel entries, HALTED)
+        engine.halt("dashboard", ts)
+        message = "Engine HALTED: position closed, nothing trades until it is armed again."
     logger.info("dashboard action %s: %s", action, message)
     st = engine.state
     return {"action": action, "done": done, "message": message, "mode": st.mode.value,

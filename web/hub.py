@@ -34,6 +34,7 @@ from core.events import (
     OrderUpdate,
     PositionOpened,
     PositionUpdate,
+    RiskRejected,
     SignalRejected,
     StateChanged,
     TradeClosed,
@@ -48,7 +49,8 @@ from web.security import WS_PROTOCOL
 logger = logging.getLogger(__name__)
 
 CHANNELS = ("metrics", "trade_updates", "alerts", "logs", "candles")
-TRADE_EVENTS = {TradeSignal: "signal", SignalRejected: "signal_rejected", OrderUpdate: "order",
+TRADE_EVENTS = {TradeSignal: "signal", SignalRejected: "signal_rejected",
+                RiskRejected: "risk_rejected", OrderUpdate: "order",
                 PositionOpened: "position_opened", PositionUpdate: "position",
                 TradeClosed: "trade_closed", StateChanged: "state"}
 METRICS_EVERY_S = 1.0
@@ -283,7 +285,7 @@ class Hub:
             kind = TRADE_EVENTS[type(ev)]
             if isinstance(ev, TradeClosed):
                 data = trade_row(ev.trade)
-            elif isinstance(ev, (TradeSignal, SignalRejected)):
+            elif isinstance(ev, (TradeSignal, SignalRejected, RiskRejected)):
                 data = to_jsonable(ev)
                 if isinstance(ev, SignalRejected):
                     data["reason"] = redact(ev.reason)

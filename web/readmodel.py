@@ -25,6 +25,7 @@ from core.events import (
     EngineMode,
     OrderRequest,
     PositionPhase,
+    RiskRejected,
     SignalRejected,
     StateChanged,
     TradeSignal,
@@ -98,6 +99,7 @@ class BotView:
         bus = services.engine.bus
         bus.subscribe(TradeSignal, self._on_signal)
         bus.subscribe(SignalRejected, self._on_rejected)
+        bus.subscribe(RiskRejected, self._on_risk_rejected)
         bus.subscribe(OrderRequest, self._on_order)
         bus.subscribe(StateChanged, self._on_state)
 
@@ -117,6 +119,13 @@ class BotView:
         row = self._pending.pop(id(ev.signal), None)
         if row is not None:
             row["verdict"], row["verdict_reason"] = "REJECTED", ev.reason
+
+    def _on_risk_rejected(self, ev: RiskRejected) -> None:
+        row = self._pending.pop(id(ev.signal), None)
+        if row is not None:
+            row["verdict"] = "REJECTED"
+            row["verdict_reason"] = (f"risk {ev.limit}: {ev.value} / {ev.threshold} {ev.unit}"
+                                     + (f" ({ev.detail})" if ev.detail else ""))
 
     def _on_order(self, req: OrderRequest) -> None:
         if req.intent == "ENTRY":
@@ -138,10 +147,11 @@ class BotView:
         h = s.health()
         healthy, _ = s.health_check()
         now = s.now_ms()
+        reason = st.halt_reason if st.mode is EngineMode.HALTED else self.mode_reason
         return {
             "trading_mode": self.settings.trading_mode,
             "mode": st.mode.value,
-            "mode_reason": redact(self.mode_reason),
+            "mode_reason": redact(reason),
             "mode_changed_ms": self.mode_changed_ms or None,
             "phase": st.phase.value,
             "symbols": list(self.settings.symbols),
@@ -270,30 +280,32 @@ class BotView:
     # ------------------------------------------------------------------ risk and strategy
 
     def risk(self) -> dict[str, Any]:
-        """The sizing limits the engine enforces today and how much of them is in use."""
-        s = self.settings
-        engine = self.services.engine
-        st = engine.state
+        """RISK's snapshot (core/risk/view.py: every limit with today's usage, cooldowns,
+        refusals, the halt) plus the open notional against MAX_NOTIONAL. Money as Decimal,
+        thresholds as text ("off" when a limit is not set)."""
+        services = self.services
+        engine = services.engine
+        snap = engine.risk.snapshot(services.now_ms())
         pos = self.position()
-        notional = pos["notional"] if pos and pos["notional"] is not None else Decimal(0)
-        available = engine.balance.available(s.quote_asset)
+        notional = pos["notional"] if pos and pos["notional"] is not None else None
+        limits = []
+        for row in snap["limits"]:
+            used = row["used"]
+            if row["name"] == "max_notional" and used is None:
+                used = notional
+            limits.append({"name": row["name"], "unit": row["unit"], "limit": row["threshold"],
+                           "used": used, "breached": row["breached"]})
+        st = engine.state
         return {
-            "mode": st.mode.value, "halted": st.mode is EngineMode.HALTED,
-            "halt_reason": redact(self.mode_reason) if st.mode is EngineMode.HALTED else "",
-            "limits": [
-                {"name": "max_notional", "unit": "USDT", "limit": s.max_notional,
-                 "used": notional},
-                {"name": "leverage", "unit": "x", "limit": s.leverage,
-                 "used": s.leverage if pos else 0},
-                {"name": "risk_fraction", "unit": "fraction", "limit": s.risk_fraction,
-                 "used": None},
-                {"name": "open_positions", "unit": "count", "limit": 1,
-                 "used": 0 if st.phase is PositionPhase.FLAT else 1},
-            ],
-            "available_balance": available,
-            "exit_attempts": st.exit_attempts,
-            "guardian": {"available": False,
-                         "reason": "the risk guardian (core/risk) is not in this build"},
+            "mode": st.mode.value, "halted": snap["halted"],
+            "halt_reason": redact(snap["halt_reason"]) if snap["halted"] else "",
+            "halted_ms": snap["halted_ms"] or None, "halt_limit": snap["halt_limit"] or "",
+            "limits": limits, "cooldowns": snap["cooldowns"], "refusals": snap["refusals"],
+            "equity": snap["equity"], "peak_equity": snap["peak_equity"],
+            "day_start_equity": snap["day_start_equity"],
+            "day_realized_pnl": snap["day_realized_pnl"], "loss_streak": snap["loss_streak"],
+            "available_balance": engine.balance.available(self.settings.quote_asset),
+            "guardian": {"available": True},
         }
 
     def strategy(self) -> dict[str, Any]:

@@ -101,9 +101,13 @@ def test_signals_risk_strategy_logs_settings(replayed_bot: BotThread):
     assert "ACCEPTED" in {s["verdict"] for s in sig["signals"]}
     _, _, risk = replayed_bot.request("GET", "/api/v1/risk")
     limits = {x["name"]: x for x in risk["limits"]}
-    assert limits["max_notional"]["limit"] == "1000"
-    assert 0 < float(limits["max_notional"]["used"]) <= 1000
-    assert limits["open_positions"]["used"] == 1
+    guardian = replayed_bot.services.engine.risk
+    snap = replayed_bot.call(lambda: guardian.snapshot(replayed_bot.services.now_ms()))
+    assert set(limits) == {row["name"] for row in snap["limits"]}
+    assert {k: limits[k]["limit"] for k in limits} == {
+        row["name"]: row["threshold"] for row in snap["limits"]}
+    assert 0 < float(limits["max_notional"]["used"]) <= 1000  # the open position's notional
+    assert risk["guardian"]["available"] is True and risk["halted"] is False
     _, _, strat = replayed_bot.request("GET", "/api/v1/strategy")
     assert strat["active"]["id"] == "ema_adx" and strat["active"]["params"]["ema_fast"] == 5
     assert strat["active"]["verdicts"][0]["bias"] in ("LONG", "SHORT", "NEUTRAL")
@@ -177,20 +181,26 @@ def test_no_secret_in_any_answer(replayed_bot: BotThread):
 def test_actions_go_through_the_engine_facade(replayed_bot: BotThread):
     engine = replayed_bot.services.engine
     mode = lambda: replayed_bot.call(lambda: engine.state.mode)  # noqa: E731
+    phase = lambda: replayed_bot.call(lambda: engine.state.phase)  # noqa: E731
     status, _, r = replayed_bot.request("POST", "/api/v1/actions/disarm")
     assert status == 200 and r["mode"] == "DISARMED" and mode() is EngineMode.DISARMED
     _, _, s = replayed_bot.request("GET", "/api/v1/status")
     assert s["mode"] == "DISARMED" and s["mode_reason"] == "dashboard"
-    _, _, r = replayed_bot.request("POST", "/api/v1/actions/halt")
-    assert r["mode"] == "HALTED" and mode() is EngineMode.HALTED
-    _, _, risk = replayed_bot.request("GET", "/api/v1/risk")
-    assert risk["halted"] is True and risk["halt_reason"] == "dashboard"
     _, _, r = replayed_bot.request("POST", "/api/v1/actions/arm")
     assert r["mode"] == "ARMED" and mode() is EngineMode.ARMED
-    phase = replayed_bot.call(lambda: engine.state.phase)
-    assert phase is PositionPhase.OPEN
+    assert phase() is PositionPhase.OPEN
     _, _, r = replayed_bot.request("POST", "/api/v1/actions/close")
     assert r["done"] is True and r["mode"] == "ARMED"
-    assert replayed_bot.call(lambda: engine.state.phase) is not PositionPhase.OPEN
+    replayed_bot.wait(lambda: engine.state.phase is PositionPhase.FLAT)
+    _, _, r = replayed_bot.request("POST", "/api/v1/actions/close")
+    assert r["done"] is False
+    _, _, r = replayed_bot.request("POST", "/api/v1/actions/halt")  # RISK's kill switch
+    replayed_bot.wait(lambda: engine.state.mode is EngineMode.HALTED)
+    _, _, risk = replayed_bot.request("GET", "/api/v1/risk")
+    assert risk["halted"] is True and risk["halt_reason"] == "dashboard"
+    _, _, s = replayed_bot.request("GET", "/api/v1/status")
+    assert s["mode"] == "HALTED" and s["mode_reason"] == "dashboard"
     _, _, r = replayed_bot.request("POST", "/api/v1/actions/flat")
-    assert r["mode"] == "DISARMED" and mode() is EngineMode.DISARMED
+    assert r["done"] is False and mode() is EngineMode.HALTED  # flat never lifts a halt
+    _, _, r = replayed_bot.request("POST", "/api/v1/actions/arm")
+    assert r["mode"] == "ARMED" and mode() is EngineMode.ARMED

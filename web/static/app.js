@@ -18,8 +18,7 @@
   N_("Closing the position."); N_("No open position.");
   N_("Engine DISARMED and the position is closing.");
   N_("Engine DISARMED; there was no position to close.");
-  N_("Engine HALTED: nothing trades until it is armed again.");
-  N_("max_notional"); N_("leverage"); N_("risk_fraction"); N_("open_positions");
+  N_("Engine HALTED: position closed, nothing trades until it is armed again.");
   N_("backtest"); N_("optimization");
   N_("ARMED"); N_("DISARMED"); N_("HALTED"); // engine modes, as the bot says them
   function t(msgid, values) {
@@ -111,7 +110,7 @@
     disarm: N_("Disarm the engine? An open position keeps its stops."),
     close: N_("Close the position at market? The engine stays armed."),
     flat: N_("Go flat: disarm, close the position and cancel open orders?"),
-    halt: N_("Halt the engine? Nothing trades until it is armed again."),
+    halt: N_("Halt: close the position at market, cancel entries, trade nothing until armed again?"),
   };
   function confirmAction(action) {
     $("confirm-text").textContent = t(QUESTIONS[action]);
@@ -273,15 +272,19 @@
   async function showRisk() {
     const r = await api("/risk");
     const rows = r.limits.map((l) => {
-      const used = num(l.used), lim = num(l.limit);
-      const pct = used !== null && lim ? Math.min(100, (100 * used) / lim) : 0;
-      return "<tr><td>" + esc(t(l.name)) + "</td><td>" + esc(used === null ? "-" : fmt(used, 2)) + "</td><td>" +
-        esc(fmt(lim, 2) + " " + l.unit) + '</td><td><div class="bar"><i style="width:' + pct.toFixed(0) + '%"></i></div></td></tr>';
-    }).join("");
+      const used = num(l.used), lim = Number(l.limit);
+      const pct = used !== null && lim > 0 ? Math.min(100, (100 * used) / lim) : 0;
+      return '<tr class="' + (l.breached ? "neg" : "") + '"><td>' + esc(l.name) + "</td><td>" +
+        esc(used === null ? "-" : fmt(used, 2)) + "</td><td>" + esc(l.limit === "off" ? t("off") : l.limit + " " + l.unit) +
+        '</td><td><div class="bar"><i style="width:' + pct.toFixed(0) + '%"></i></div></td></tr>';
+    }).join("") + (r.cooldowns || []).map((c) => "<tr><td>" + esc(c.name) + "</td><td>" + esc(t("until") + " " +
+      time(c.until_ms)) + "</td><td></td><td></td></tr>").join("");
     $("risk").innerHTML = '<p><span class="badge ' + esc(r.mode) + '">' + esc(t(r.mode)) + "</span> " + esc(r.halt_reason || "") +
       "</p><table><tr><th>" + esc(t("Limit")) + "</th><th>" + esc(t("Used")) + "</th><th>" + esc(t("Maximum")) +
-      "</th><th></th></tr>" + rows + "</table>" + (r.guardian && r.guardian.available === false
-        ? "<p><small>" + esc(t("Risk guardian not available in this build.")) + "</small></p>" : "");
+      "</th><th></th></tr>" + rows + "</table><p><small>" + esc(t("Refused today") + ": " +
+      (Object.entries(r.refusals || {}).map((e) => e[0] + " " + e[1]).join(", ") || "0") + " · " +
+      t("Losses in a row") + ": " + r.loss_streak + " · " + t("Realized today") + ": " + fmt(r.day_realized_pnl, 2) +
+      " USDT") + "</small></p>";
   }
   async function showBacktests() {
     const r = await api("/results");
