@@ -41,6 +41,7 @@ from core.events import (
     EquitySnapshot,
     PositionPhase,
     PositionUpdate,
+    TradeClosed,
 )
 from core.filters import round_price
 from core.journal import Journal, JournalError
@@ -129,6 +130,7 @@ class Services:
         self._running: list[Component] = []
         bus.subscribe(Candle, self._on_candle)
         bus.subscribe(EquitySnapshot, self._on_equity)
+        bus.subscribe(TradeClosed, self._on_trade_closed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -270,6 +272,15 @@ class Services:
         if c.closed and c.ts_ms >= self._next_equity_ms and self.paper is not None:
             self._next_equity_ms = (c.ts_ms // EQUITY_EVERY_MS + 1) * EQUITY_EVERY_MS
             self.engine.bus.publish(self.paper.equity_snapshot(c.ts_ms))
+
+    def _on_trade_closed(self, ev: TradeClosed) -> None:
+        """Record equity the moment a trade closes (not only once a minute), so /pnl and the
+        equity curve include the trade just closed."""
+        paper = self.paper
+        if paper is not None:
+            self.engine.bus.publish(paper.equity_snapshot(ev.trade.exit_ts_ms))
+        else:
+            self.refresh_balance()
 
     def equity(self) -> Decimal | None:
         """Paper: wallet + unrealized PnL now; live: the last EquitySnapshot the exchange

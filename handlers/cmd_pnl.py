@@ -7,6 +7,7 @@ Periods are measured on the engine's clock (exchange time; replay time during a 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from decimal import Decimal
 
 from telegram import Update
@@ -101,7 +102,10 @@ async def send_pnl(d: Deps, chat_ids: Iterable[int], period: str, title: str,
     points = await equity_points(d, since_ms)
     chart_title = d.texts.plain("Equity ({period}), {asset}", period=period,
                                 asset=d.settings.quote_asset)
-    png = await off_loop(render_equity_curve, points, chart_title)
+    closes = [(tr.exit_ts_ms, tr.net_pnl > 0) for tr in await d.services.journal.trades(since_ms)]
+    ylabel = d.texts.plain("equity ({asset})", asset=d.settings.quote_asset)
+    png = await off_loop(partial(render_equity_curve, points, chart_title, closes=closes,
+                                 ylabel=ylabel))
     caption = d.texts("Equity curve ({period})", period=period)
     for chat_id in chat_ids:
         d.outbox.send_text(chat_id, text, priority=priority, silent=silent)

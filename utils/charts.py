@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 _DAY_MS = 86_400_000
 _EPOCH_DAYS = mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC))
@@ -67,20 +68,48 @@ def png_bytes(fig: Figure, *, compress_level: int | None = None) -> bytes:
     return buf.getvalue()
 
 
-def render_equity_curve(points: list[tuple[int, float]], title: str) -> bytes:
-    """A single-panel equity chart as PNG bytes.
+def plain_numbers(ax: Axes) -> None:
+    """Y tick labels as plain numbers with thousands separators: never matplotlib's offset
+    notation (``+1e3`` in a corner), which a trader misreads."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.2f}"))
+
+
+def equity_figure(points: Sequence[tuple[int, float]], title: str, *,
+                  closes: Sequence[tuple[int, bool]] = (),
+                  ylabel: str = "equity (USDT)") -> Figure:
+    """A single-panel equity chart with a marker at every trade close.
 
     Args:
         points: ``(ts_ms, equity)`` in time order, USDT. Empty or a single point is fine.
-        title: Shown above the plot.
+        title: shown above the plot.
+        closes: ``(exit ts_ms, won)`` of closed trades: a green up or red down marker on the
+            curve at that time.
+        ylabel: the y axis label (translated by the caller).
     """
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     plot_series(ax, points, color=BLUE, linewidth=1.2)
+    if points and closes:
+        xs = [p[0] for p in points]
+        ys = [float(p[1]) for p in points]
+        for won in (True, False):
+            ts = [c[0] for c in closes if c[1] is won]
+            if ts:
+                ax.scatter(days(ts), np.interp(ts, xs, ys), marker="^" if won else "v",
+                           color=GREEN if won else RED, s=40, zorder=3,
+                           label="won" if won else "lost")
     pad_if_singular(ax, [p[0] for p in points])
+    plain_numbers(ax)
     ax.set_title(title)
-    ax.set_ylabel("equity (USDT)")
-    return png_bytes(fig)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def render_equity_curve(points: Sequence[tuple[int, float]], title: str, *,
+                        closes: Sequence[tuple[int, bool]] = (),
+                        ylabel: str = "equity (USDT)") -> bytes:
+    """``equity_figure`` as PNG bytes."""
+    return png_bytes(equity_figure(points, title, closes=closes, ylabel=ylabel))
 
 
 def write_chart(path: str | Path, png_bytes: bytes) -> None:

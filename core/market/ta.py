@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,6 +164,9 @@ def _warm_up() -> None:
     libraries' objects are frozen out of collection, automatic collection is off, and
     ``analyse`` collects once at its end (~5 ms)."""
     global _own_process
+    # Ctrl-C in a terminal signals the whole process group: the worker must not die with a
+    # KeyboardInterrupt traceback; the bot shuts it down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     candles = tuple(Candle("WARMUP", i * 60_000, 60_000, i * 60_000, 1.0 + i % 3, 2.0 + i % 3,
                            0.5, 1.5, 1.0, True) for i in range(40))
     analyse(TaRequest("WARMUP", (("1m", plain(candles)),), "ema_adx", (), "1m", 40))

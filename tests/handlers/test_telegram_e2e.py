@@ -234,6 +234,10 @@ async def test_alerts_for_a_replayed_trade_reach_every_admin_in_order(tmp_path, 
             assert f"<b>{trade.net_pnl:+.4f}</b> USDT" in exit_text and "held " in exit_text
             assert texts[-1].startswith("Market feed finished")
         assert all(m.method == "sendMessage" for m in bot.fake.sent)
+        # equity is journaled the moment the trade closes, so /pnl shows it at once
+        await bot.services.journal.flush()
+        curve = dict(await bot.services.journal.equity_curve())
+        assert trade.exit_ts_ms in curve
 
 
 async def test_status_balance_trades_and_pnl_with_chart(tmp_path, data_dir):

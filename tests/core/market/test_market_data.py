@@ -368,3 +368,23 @@ async def test_replay_market_data_comes_from_the_engine_bus(tmp_path):
         assert not await market.watch("BTCUSDT")
     finally:
         await market.stop()
+
+
+def _sigint_disposition() -> object:
+    import signal
+
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_the_analysis_process_ignores_ctrl_c_so_it_never_prints_a_traceback():
+    """Ctrl-C signals the whole foreground process group; the spawned /ta worker must leave
+    shutting down to the bot instead of dying with a KeyboardInterrupt traceback."""
+    import signal
+
+    from core.market.ta import make_executor
+
+    executor = make_executor("process")
+    try:
+        assert executor.submit(_sigint_disposition).result(timeout=60) == signal.SIG_IGN
+    finally:
+        executor.shutdown()
