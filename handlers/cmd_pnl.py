@@ -7,8 +7,8 @@ Periods are measured on the engine's clock (exchange time; replay time during a 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from decimal import Decimal
+from functools import partial
 
 from telegram import Update
 from telegram.ext import ContextTypes

@@ -81,7 +81,8 @@ def status_server(services: Services) -> StatusServer:
     assert settings.http_port is not None
     extensions = [Dashboard(services)] if settings.api_enabled else []
     return StatusServer(services.health_check, services.metrics, host=settings.http_host,
-                        port=settings.http_port, extensions=extensions)
+                        port=settings.http_port, extensions=extensions,
+                        metrics_token=api_token(settings))
 
 
 class Dashboard:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core.ports import Metric
+from web.guards import Limits, guard_middleware, metrics_allowed
 
 __all__ = ["HealthFn", "Metric", "MetricsFn", "StatusServer"]
 
@@ -63,26 +64,35 @@ class StatusServer:
         health: returns (healthy, details) for /healthz.
         metrics: returns the samples for /metrics.
         extensions: more routes served beside them (the dashboard).
+        limits: connection, rate and time limits (``web.guards.Limits``).
+        metrics_token: the bearer token /metrics requires when ``host`` is not loopback
+            (API_TOKEN); None there means /metrics answers 403.
     """
 
     def __init__(self, health: HealthFn, metrics: MetricsFn, *, host: str = "127.0.0.1",
-                 port: int = 8080, extensions: Sequence[HttpExtension] = ()) -> None:
+                 port: int = 8080, extensions: Sequence[HttpExtension] = (),
+                 limits: Limits | None = None, metrics_token: str | None = None) -> None:
         self._health, self.host, self.port = health, host, port
         self.extensions = tuple(extensions)
+        self.limits = limits or Limits()
+        self._metrics_token = metrics_token or None
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(metrics))
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
-        app = web.Application(middlewares=[m for ext in self.extensions
-                                           for m in ext.middlewares])
+        app = web.Application(
+            middlewares=[guard_middleware(self.limits),
+                         *(m for ext in self.extensions for m in ext.middlewares)],
+            client_max_size=self.limits.max_body_bytes)
         app.router.add_get("/healthz", self._on_health)
         app.router.add_get("/metrics", self._on_metrics)
         for ext in self.extensions:
             ext.install(app)
             await ext.start()
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None,
+                                     keepalive_timeout=self.limits.keepalive_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -109,7 +119,14 @@ class StatusServer:
         return web.Response(body=body, status=200 if healthy else 503,
                             content_type="application/json")
 
-    async def _on_metrics(self, _request: web.Request) -> web.Response:
+    async def _on_metrics(self, request: web.Request) -> web.Response:
+        from web.security import is_loopback, offered_token, token_matches
+
+        refused = metrics_allowed(request, exposed=not is_loopback(self.host),
+                                  token=self._metrics_token, matches=token_matches,
+                                  offered=offered_token)
+        if refused is not None:
+            return refused
         try:
             text = generate_latest(self._registry)
         except Exception:
