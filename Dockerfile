@@ -2,10 +2,13 @@
 # .github/workflows/image.yml; run it with the settings of .env.example as environment
 # variables and a volume on /data (journal, state, paper account, outbox).
 FROM python:3.11-slim
+# the commit /version and the backtest results report (the image has no .git)
+ARG GIT_COMMIT=unknown
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy \
-    DATA_DIR=/data HTTP_HOST=0.0.0.0 HTTP_PORT=8080 LOG_JSON=true API_ENABLED=false
+    DATA_DIR=/data HTTP_HOST=0.0.0.0 HTTP_PORT=8080 LOG_JSON=true API_ENABLED=false \
+    GIT_COMMIT=${GIT_COMMIT}
 
 WORKDIR /app
 RUN pip install --no-cache-dir "uv==0.9.7"
