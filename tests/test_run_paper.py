@@ -58,8 +58,11 @@ def test_paper_run_journals_trades_and_the_wallet_adds_up(env, capsys):
         assert Decimal(account["wallet"]) == Decimal("1000") + sum(nets)
     assert "ENTRY" in capsys.readouterr().out  # headless: alerts go to the console
     snapshots = db.execute("SELECT ts_ms, equity FROM equity ORDER BY ts_ms").fetchall()
-    assert len(snapshots) >= 5  # one per exchange minute of the 5m44s capture
-    minutes = [ts // 60_000 for ts, _ in snapshots]
+    exits = {ts for (ts,) in db.execute("SELECT exit_ts_ms FROM trades")}
+    assert exits <= {ts for ts, _ in snapshots}  # equity recorded the moment a trade closes
+    periodic = [ts for ts, _ in snapshots if ts not in exits]
+    assert len(periodic) >= 5  # one per exchange minute of the 5m44s capture
+    minutes = [ts // 60_000 for ts in periodic]
     assert len(set(minutes)) == len(minutes)  # at most one per minute
 
 
