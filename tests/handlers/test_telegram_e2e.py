@@ -520,7 +520,8 @@ async def test_daily_report_job_sends_summary_and_chart_to_every_admin(tmp_path,
 EVERY_COMMAND = ("/start", "/help", "/status", "/balance", "/trades", "/pnl all", "/daily",
                  "/weekly 2", "/monthly", "/performance", "/stats", "/health", "/logs 5",
                  "/settings", "/version", "/notify", "/notify exits silent", "/close", "/flat",
-                 "/arm", "/disarm", "/ta ETHUSDT", "/watch list", "/trades x", "/nosuchcommand")
+                 "/arm", "/disarm", "/ta ETHUSDT", "/watch list", "/risk", "/halt test",
+                 "/strategy", "/strategy list", "/trades x", "/nosuchcommand")
 
 
 async def test_every_reply_and_alert_is_translated_to_turkish(tmp_path, data_dir):
