@@ -297,3 +297,25 @@ def test_a_backtest_ignores_state_saved_in_data_dir(tmp_path):
     dirty = run([XRP_5M], leverage=5, data_dir=str(data))
     assert [(t.entry_ts_ms, t.exit_ts_ms, t.net_pnl) for t in dirty.trades] == [
         (t.entry_ts_ms, t.exit_ts_ms, t.net_pnl) for t in clean.trades]
+
+
+def test_drawdown_is_measured_on_every_equity_change_not_only_candle_closes():
+    """A dip and recovery inside one bar never shows at a candle close; the drawdown sees it."""
+    from core.backtest.tracking import EquityTracker
+    from core.events import BarTick, Candle, MarketTick, OrderRequest, OrderSide, OrderType
+    from core.paper import PaperExchange
+
+    bus = EventBus()
+    paper = PaperExchange(bus, initial_balance=D("1000"), leverage=1, slippage=D(0))
+    tracker = EquityTracker(bus, paper, frozenset({"BTCUSDT"}))
+    tracker.start(0)
+    bus.publish(MarketTick("BTCUSDT", 0, 0, 100.0, 1.0, False))
+    paper.submit_order(OrderRequest(
+        symbol="BTCUSDT", side=OrderSide.BUY, order_type=OrderType.MARKET,
+        quantity=D("1.000"), client_order_id="x", ts_ms=0))
+    for ts, price in ((10, 100.0), (20, 60.0), (30, 100.0)):  # -40 USDT inside the bar
+        bus.publish(BarTick("BTCUSDT", ts, ts, price, 1.0, False))
+    bus.publish(Candle("BTCUSDT", 59_999, 60_000, 0, 100.0, 100.0, 60.0, 100.0, 3.0, True))
+    assert tracker.dd.usdt == pytest.approx(40.05)  # the dip plus the 0.05 entry fee
+    assert (tracker.dd.peak_ts_ms, tracker.dd.trough_ts_ms) == (0, 20)
+    assert min(eq for _, eq in tracker.curve) > 990, tracker.curve  # the curve never saw it
