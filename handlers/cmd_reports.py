@@ -7,6 +7,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from core.events import ClosedTrade
 from handlers.common import Deps, deps, duration, int_arg, no_args, num, reply
 from handlers.outbox import escape
 from handlers.registry import Command, UsageError
@@ -63,27 +64,35 @@ def _group_lines(d: Deps, groups: list[Group]) -> list[str]:
               net=num(g.net_pnl, 4, sign=True), asset=d.settings.quote_asset) for g in groups]
 
 
-async def performance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _all_trades(update: Update, context: ContextTypes.DEFAULT_TYPE
+                      ) -> tuple[Deps, list[ClosedTrade]] | None:
+    """Every closed trade of the journal, or None after telling the chat there is none."""
     no_args(context.args)
     d = deps(context)
-    t = d.texts
     trades = await d.services.journal.trades()
     if not trades:
-        reply(update, context, t("No closed trades yet."))
+        reply(update, context, d.texts("No closed trades yet."))
+        return None
+    return d, trades
+
+
+async def performance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found = await _all_trades(update, context)
+    if found is None:
         return
+    d, trades = found
+    t = d.texts
     lines = [t("<b>Performance by symbol</b>")]
     lines += _group_lines(d, grouped(trades, lambda tr: tr.symbol))
     reply(update, context, "\n".join(lines))
 
 
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    no_args(context.args)
-    d = deps(context)
-    t = d.texts
-    trades = await d.services.journal.trades()
-    if not trades:
-        reply(update, context, t("No closed trades yet."))
+    found = await _all_trades(update, context)
+    if found is None:
         return
+    d, trades = found
+    t = d.texts
     lines = [t("<b>Exit reasons</b>")]
     lines += _group_lines(d, grouped(trades, lambda tr: tr.exit_reason.value))
     everything = grouped(trades, lambda tr: "all")[0]

@@ -13,16 +13,14 @@ import re
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from core.events import PositionPhase
 from core.strategies.catalog import ENSEMBLE, StrategyError, catalog, get_spec
 from core.strategies.selection import StrategyChoice, params_from_settings
-from handlers.common import Deps, deps, reply, reply_chat_id
+from handlers.common import Deps, close_button, deps, reply, reply_chat_id
 from handlers.confirm import Outcome
 from handlers.registry import Command, UsageError
-from utils.log_setup import redact
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +189,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     else:
         edit = None
         answer = t.plain("This button is no longer valid.")
-    try:
-        await query.answer(answer)
-    except TelegramError as exc:
-        logger.warning("answerCallbackQuery failed: %s", redact(f"{type(exc).__name__}: {exc}"))
-    message = query.message
-    if edit is not None and message is not None:
-        d.outbox.edit_text(chat.id, message.message_id, edit)
+    await close_button(d, query, chat.id, answer, edit)
 
 
 COMMANDS = (

@@ -11,15 +11,22 @@ from __future__ import annotations
 import logging
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from core.events import EngineMode, ExitReason, PositionPhase
 from handlers.alert_texts import word
-from handlers.common import Deps, deps, no_args, price, reply, reply_chat_id, utc
+from handlers.common import (
+    Deps,
+    close_button,
+    deps,
+    no_args,
+    price,
+    reply,
+    reply_chat_id,
+    utc,
+)
 from handlers.confirm import PATTERN, Outcome
 from handlers.registry import Command
-from utils.log_setup import redact
 
 logger = logging.getLogger(__name__)
 
@@ -185,13 +192,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     else:
         edit = None
         answer = t.plain("This button is no longer valid.")
-    try:
-        await query.answer(answer)
-    except TelegramError as exc:
-        logger.warning("answerCallbackQuery failed: %s", redact(f"{type(exc).__name__}: {exc}"))
-    message = query.message
-    if edit is not None and message is not None:
-        d.outbox.edit_text(chat.id, message.message_id, edit)
+    await close_button(d, query, chat.id, answer, edit)
 
 
 COMMANDS = (

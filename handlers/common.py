@@ -4,6 +4,7 @@ outbox, and number/time formatting."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from telegram import InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
 
 from core.services import Services
 from handlers.confirm import Confirmations
@@ -21,7 +23,10 @@ from handlers.i18n import Texts
 from handlers.notify import NotifyPrefs
 from handlers.outbox import Outbox
 from handlers.registry import Access, Command, UsageError
+from utils.log_setup import redact
 from utils.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 DEPS_KEY = "deps"
 _INT = re.compile(r"-?[0-9]{1,12}")
@@ -71,6 +76,19 @@ def reply(update: Update, context: Any, text: str, *,
     chat_id = reply_chat_id(update)
     if chat_id is not None:
         deps(context).outbox.send_text(chat_id, text, markup=markup)
+
+
+async def close_button(d: Deps, query: Any, chat_id: int, answer: str, edit: str | None) -> None:
+    """Finish a confirmation button press: answer the callback query (the small toast; a
+    failure is only logged) and, when ``edit`` is given, replace the prompt's text and buttons
+    with it through the outbox."""
+    try:
+        await query.answer(answer)
+    except TelegramError as exc:
+        logger.warning("answerCallbackQuery failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+    message = query.message
+    if edit is not None and message is not None:
+        d.outbox.edit_text(chat_id, message.message_id, edit)
 
 
 async def off_loop(func: Callable[..., T], *args: Any) -> T:
