@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     bt = sub.add_parser("backtest", help="run the engine over recorded data, as fast as possible")
-    bt.add_argument("data", nargs="+", help="data files (captures .gz, Binance CSVs)")
+    bt.add_argument("data", nargs="*", help="data files (captures .gz, Binance CSVs); none: "
+                                            "the stored history of --symbol (main.py download)")
     bt.add_argument("--symbol", help="trade this symbol (default: SYMBOLS, else the data's)")
     bt.add_argument("--timeframe", help="candle length, 1s..1h (e.g. 5s, 1m); klines: their "
                                         "own interval by default, or a multiple of it")
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--balance", help="initial balance, USDT (default INITIAL_BALANCE)")
     bt.add_argument("--json", type=Path, help="write the result as JSON here")
     bt.add_argument("--plot", type=Path, help="write the equity/price chart (PNG) here")
+    _add_range_args(bt, timerange=False)  # --timerange is above
 
     run = sub.add_parser("run", help="run the bot (paper mode by default)")
     run.add_argument("--replay", nargs="+", metavar="DATA", help="market data from files")
@@ -74,7 +76,101 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--passphrase", action="store_true",
                      help="encrypt with a passphrase (asked, or SECRETS_PASSPHRASE) instead of "
                           "SECRETS_KEY")
+    _add_optimize_parser(sub)
+    _add_download_parser(sub)
     return p
+
+
+def _add_range_args(p: argparse.ArgumentParser, *, timerange: bool = True) -> None:
+    p.add_argument("--from", dest="start", metavar="DATE", help="from this day, 00:00 UTC")
+    p.add_argument("--to", dest="end", metavar="DATE", help="through this day (inclusive, UTC)")
+    if timerange:
+        p.add_argument("--timerange", help="cut the data, Freqtrade syntax YYYYMMDD-YYYYMMDD "
+                                           "(UTC, end exclusive; either side may be empty)")
+
+
+def _add_download_parser(sub: argparse._SubParsersAction) -> None:
+    dl = sub.add_parser("download", help="fetch Binance's public futures archive "
+                                         "(data.binance.vision) into DATA_DIR/history")
+    dl.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    dl.add_argument("--from", dest="start", required=True, metavar="DATE", help="first day (UTC)")
+    dl.add_argument("--to", dest="end", metavar="DATE", help="last day (default yesterday, UTC)")
+    dl.add_argument("--kinds", default="klines:1m,fundingRate",
+                    help="klines:<interval>, aggTrades, bookTicker, fundingRate, "
+                         "markPriceKlines:<interval>, trades (default klines:1m,fundingRate)")
+    dl.add_argument("--base-url", help="archive root or mirror (default HISTORY_BASE_URL)")
+
+
+def data_range(args: argparse.Namespace) -> tuple[str | None, int | None, int | None]:
+    """``(timerange, start_ms, end_ms)`` of ``--timerange`` or ``--from``/``--to`` (whole UTC
+    days, inclusive: turned into the timerange ``FROM-(TO+1)``); one parser,
+    core/backtest/inputs.py's."""
+    from datetime import timedelta
+
+    from core.backtest.inputs import parse_timerange
+    from core.history.layout import HistoryError, parse_day
+
+    text = args.timerange
+    if args.start or args.end:
+        if text:
+            raise UsageError("give either --timerange or --from/--to, not both")
+        try:
+            first = parse_day(args.start, "--from").strftime("%Y%m%d") if args.start else ""
+            last = (parse_day(args.end, "--to") + timedelta(1)).strftime("%Y%m%d") \
+                if args.end else ""
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
+        text = f"{first}-{last}"
+    try:
+        start_ms, end_ms = parse_timerange(text)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("--timerange", "--from/--to" if args.start or
+                                          args.end else "--timerange")) from None
+    return text, start_ms, end_ms
+
+
+def stored_data(args: argparse.Namespace, settings: Settings,
+                start_ms: int | None, end_ms: int | None) -> list[str]:
+    """The data files a command names, or else the stored history of ``--symbol``."""
+    if args.data:
+        return list(args.data)
+    if not args.symbol:
+        raise UsageError("give data files, or --symbol (and --from/--to) to use the history "
+                         "stored by `main.py download`")
+    from core.history.store import find_history
+
+    return [str(p) for p in find_history(settings.data_dir / "history", args.symbol,
+                                         start_ms, end_ms)]
+
+
+def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
+    op = sub.add_parser("optimize", help="search a strategy's parameters (Optuna) over data")
+    op.add_argument("data", nargs="*", help="data files, as for backtest (none: the stored "
+                                            "history of --symbol over --from/--to)")
+    _add_range_args(op)
+    op.add_argument("--strategy", help="strategy id (default STRATEGY)")
+    op.add_argument("--space", action="append", default=[], metavar="K=LO:HI[:STEP]",
+                    help="search range of a setting, overrides the strategy's (repeatable)")
+    op.add_argument("--trials", type=int, default=100, help="trials to run now (default 100)")
+    op.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    op.add_argument("--objective", default="sharpe",
+                    choices=["sharpe", "sortino", "calmar", "net_pnl", "profit_factor"])
+    op.add_argument("--min-trades", type=int, default=1,
+                    help="a trial with fewer round trips is not scored (default 1)")
+    op.add_argument("--study", help="study name (default <strategy>-<objective>-<data>); "
+                                    "an existing study resumes")
+    op.add_argument("--storage", help="postgresql://user@host/db or sqlite:///file "
+                                      "(default DATA_DIR/optuna.sqlite3)")
+    op.add_argument("--symbol", help="trade this symbol (default: as backtest)")
+    op.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="fixed setting for every trial, as for backtest (repeatable)")
+    op.add_argument("--top", type=int, default=10, help="rows of the top table (default 10)")
+    op.add_argument("--out", type=Path, help="folder for JSON, .env and charts "
+                                             "(default DATA_DIR/optimize/<study>)")
+    op.add_argument("--seed", type=int, help="sampler seed (reproducible suggestions)")
+    op.add_argument("--walk-forward", type=int, metavar="K", help="walk-forward with K folds")
+    op.add_argument("--train-days", type=float, help="walk-forward in-sample length, days")
+    op.add_argument("--test-days", type=float, help="walk-forward out-of-sample length, days")
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -95,8 +191,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     overrides["trading_mode"] = "paper"
     settings = load_settings(**overrides)
     asked = args.timeframe or overrides.get("timeframe")
-    result = run_backtest(settings, args.data, symbol=args.symbol, timeframe=asked,
-                          timerange=args.timerange, progress=stderr_progress())
+    timerange, start_ms, end_ms = data_range(args)
+    paths = stored_data(args, settings, start_ms, end_ms)
+    result = run_backtest(settings, paths, symbol=args.symbol, timeframe=asked,
+                          timerange=timerange, progress=stderr_progress())
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     stats = compute_stats(result)
@@ -290,12 +388,35 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from core.optimize.cli import run_optimize
+
+    overrides = backtest_overrides(args.param, args.strategy)
+    overrides["trading_mode"] = "paper"
+    settings = load_settings(**overrides)
+    fixed = dict(item.split("=", 1) for item in args.param)
+    _, start_ms, end_ms = data_range(args)
+    paths = stored_data(args, settings, start_ms, end_ms)
+    return run_optimize(args, settings, paths=paths, start_ms=start_ms, end_ms=end_ms,
+                        fixed={k.strip().lower(): v.strip() for k, v in fixed.items()})
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from core.history.cli import run_download
+
+    settings = load_settings()
+    return run_download(args, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bootstrap import RunError
     from core.backtest.runner import BacktestError
     from core.brackets import BracketError
+    from core.history.layout import HistoryError
     from core.journal import JournalError
+    from core.optimize.space import SpaceError
+    from core.optimize.study import StudyError
     from core.replay.source import ReplayError
     from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
@@ -316,11 +437,19 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("ERROR", json_lines=False)
             return cmd_strategies(args)
         setup_logging("WARNING", json_lines=False)
+        if args.command == "optimize":
+            return cmd_optimize(args)
+        if args.command == "download":
+            return cmd_download(args)
         return cmd_backtest(args)
     except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError, StrategyError, BracketError, DashboardConfigError, JournalError) as exc:
+            RunError, StrategyError, BracketError, DashboardConfigError, JournalError,
+            SpaceError, StudyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

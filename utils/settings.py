@@ -226,6 +226,10 @@ class Settings(BaseSettings):
     market_watchlist_max: int = Field(30, ge=1, le=100)
     market_analysis_executor: Literal["process", "thread"] = "process"
 
+    # --- research: historical data and parameter search (core/history, core/optimize)
+    history_base_url: str = "https://data.binance.vision"  # archive root (or a mirror)
+    optimize_heartbeat_s: int = Field(10, ge=1, le=3600)  # a dead worker's trial fails after 3x
+
     @field_validator("binance_api_key", "binance_api_secret", "telegram_bot_token")
     @classmethod
     def _check_secret(cls, v: SecretStr | None) -> SecretStr | None:

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from core.backtest.inputs import (
     code_version,
@@ -86,6 +90,60 @@ def _settings_doc(settings: Settings) -> dict[str, str]:
     return view
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedData:
+    """A backtest's market events read once and kept in memory, for an optimizer that runs many
+    backtests over the same data (``run_backtest(..., data=)``). ``events`` are the replay's
+    output in exchange-time order (no synthetic bar path: that depends on each run's position);
+    ``klines`` says whether the files were klines."""
+
+    files: tuple[str, ...]
+    symbol: str | None
+    klines: bool
+    events: list[Any]
+
+    @property
+    def first_ts_ms(self) -> int:
+        return int(self.events[0].ts_ms) if self.events else 0
+
+    @property
+    def last_ts_ms(self) -> int:
+        return int(self.events[-1].ts_ms) if self.events else 0
+
+    def window(self, start_ms: int | None, end_ms: int | None) -> LoadedData:
+        """The events with ``start_ms <= ts_ms < end_ms`` (either bound may be None)."""
+        lo = 0 if start_ms is None else bisect_left(self.events, start_ms, key=_TS)
+        hi = len(self.events) if end_ms is None else bisect_left(self.events, end_ms, key=_TS)
+        return LoadedData(self.files, self.symbol, self.klines, self.events[lo:hi])
+
+
+_TS = attrgetter("ts_ms")
+
+
+def _source(settings: Settings, paths: Sequence[str | Path], symbol: str | None) -> ReplaySource:
+    wanted = {symbol.upper()} if symbol else None
+    unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
+    return ReplaySource(paths, symbol=symbol.upper() if symbol and unnamed else None,
+                        symbols=wanted, reorder_ms=settings.replay_reorder_ms)
+
+
+def load_events(settings: Settings, paths: Sequence[str | Path], *,
+                symbol: str | None = None) -> LoadedData:
+    """Read ``paths`` once into memory for repeated ``run_backtest(..., data=)`` calls.
+
+    Raises:
+        core.replay.ReplayError: a file is unknown or corrupt.
+        BacktestError: the files hold no events for the symbol.
+    """
+    source = _source(settings, paths, symbol)
+    events = list(source)
+    if not events:
+        what = f" for {symbol.upper()}" if symbol else ""
+        raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
+    return LoadedData(tuple(str(p) for p in paths), symbol.upper() if symbol else None,
+                      "klines_csv" in source.formats, events)
+
+
 def run_backtest(
     settings: Settings,
     paths: Sequence[str | Path],
@@ -95,6 +153,9 @@ def run_backtest(
     timerange: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     observe: Callable[[EventBus], None] | None = None,
+    data: LoadedData | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
 ) -> BacktestResult:
     """Replay ``paths`` through a fresh engine in paper mode, ARMED, with no persistence.
 
@@ -107,6 +168,9 @@ def run_backtest(
         timerange: Freqtrade ``YYYYMMDD-YYYYMMDD`` cut of the data (core/backtest/inputs.py).
         progress: called as ``progress(events, last_ts_ms)`` every ~65k events.
         observe: called with the engine's bus before the replay (tests subscribe to it).
+        data: the events already in memory (``load_events``); ``paths`` are then only reported.
+        start_ms, end_ms: a further cut, ``start_ms <= ts_ms < end_ms`` (ms, UTC; None = open),
+            applied with ``timerange`` (walk-forward windows).
 
     Raises:
         core.replay.ReplayError: a file is unknown or corrupt.
@@ -114,16 +178,22 @@ def run_backtest(
             timeframe the data cannot give; the message says which.
     """
     try:
-        start_ms, end_ms = parse_timerange(timerange)
+        tr_start, tr_end = parse_timerange(timerange)
     except ValueError as exc:
         raise BacktestError(str(exc)) from None
-    wanted = {symbol.upper()} if symbol else None
-    unnamed = symbol and any(symbol_from_filename(Path(p).name) is None for p in paths)
-    source = ReplaySource(paths, symbol=symbol.upper() if symbol and unnamed else None,
-                          symbols=wanted,
-                          reorder_ms=settings.replay_reorder_ms)
-    klines = "klines_csv" in source.formats
-    stream = in_range(source.chunks(), start_ms, end_ms)
+    starts = [t for t in (tr_start, start_ms) if t is not None]
+    ends = [t for t in (tr_end, end_ms) if t is not None]
+    start_ms, end_ms = (max(starts) if starts else None), (min(ends) if ends else None)
+    stream: Iterator[list]
+    if data is not None:
+        symbol = symbol or data.symbol
+        klines = data.klines
+        kept = data.window(start_ms, end_ms).events
+        stream = (kept[i:i + 4096] for i in range(0, len(kept), 4096))
+    else:
+        source = _source(settings, paths, symbol)
+        klines = "klines_csv" in source.formats
+        stream = in_range(source.chunks(), start_ms, end_ms)
     head_chunks: list[list] = []
     for chunk in stream:
         head_chunks.append(chunk)
@@ -203,7 +273,10 @@ def run_backtest(
                        for s in symbols if s in tracker.first_price},
         drawdown=tracker.dd, notes=notes,
         no_trade_reasons=[] if engine.ledger.trades else diag.no_trade_reasons(symbols),
-        params=_settings_doc(settings), file_info=file_info(paths), code_version=code_version(),
+        params=_settings_doc(settings),
+        # hashing the files and asking git cost more than a short backtest: not per trial
+        file_info=file_info(paths) if data is None else [],
+        code_version=code_version() if data is None else "",
         timerange=timerange or "", asset=settings.quote_asset, risk=engine.risk.summary(),
     )
 
