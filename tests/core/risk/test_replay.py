@@ -1,16 +1,17 @@
 """RISK on replayed shared data, with limits set so they bite: which limit fired, on which
 file, at what time (exchange time, UTC). The backtest is deterministic, so the times are exact.
 
-| file | limit | first firing (UTC) |
-|---|---|---|
-| BTCUSDT-1m-2023-04-15.csv | daily_loss_usdt 5 (kill switch) | halt 2023-04-15 14:20:19.999 (5.42 USDT) |
-| BTCUSDT-1m-2023-04-15.csv | max_drawdown_pct 1 (kill switch) | halt 2023-04-15 19:27:59.999 (1.01 %) |
-| BTCUSDT-1m-2023-04-15.csv | 3 losses in a row, 60 min cooldown | refused 06:11:59.999 (8 signals) |
-| BTCUSDT-1m-2023-04-15.csv | entries_per_hour 2 | refused 06:11:59.999 (7 signals) |
-| BTCUSDT-1m-2023-04-15.csv | trading_hours 0-11 | refused 13:08:59.999 (15 signals) |
-| btcusdt_20240808.gz (5 s candles) | min_entry_interval 60 s | refused 2024-08-08 23:59:35.136 (35.1 s) |
-| XRPUSDT-5m-2021-11-15.csv | max_leverage 20 (LEVERAGE=50) | refused 2021-11-15 05:49:59.999 (all 33) |
-| XRPUSDT-5m-2021-11-15.csv | entries_per_day 3 | refused 2021-11-16 15:54:59.999 (13 signals) |
+file, limit: first firing (UTC)
+
+- BTCUSDT-1m-2023-04-15.csv, daily_loss_usdt 5 (kill switch): halt 14:20:19.999 (5.42 USDT)
+- BTCUSDT-1m-2023-04-15.csv, max_drawdown_pct 1 (kill switch): halt 19:27:59.999 (1.01 %)
+- BTCUSDT-1m-2023-04-15.csv, 3 losses in a row then 60 min: refused 06:11:59.999 (8 signals)
+- BTCUSDT-1m-2023-04-15.csv, entries_per_hour 2: refused 06:11:59.999 (7 signals)
+- BTCUSDT-1m-2023-04-15.csv, trading_hours 0-11: refused 13:08:59.999 (15 signals)
+- btcusdt_20240808.gz (5 s candles), min_entry_interval 60 s: refused 23:59:35.136 (35.1 s)
+- XRPUSDT-5m-2021-11-15.csv, max_leverage 20 with LEVERAGE=50: refused 11-15 05:49:59.999
+  (all 33 signals)
+- XRPUSDT-5m-2021-11-15.csv, entries_per_day 3: refused 11-16 15:54:59.999 (13 signals)
 """
 
 from __future__ import annotations
