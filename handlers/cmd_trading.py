@@ -65,6 +65,10 @@ def perform(d: Deps, action: str, detail: str = "") -> str:
                      mode=word(t, engine.state.mode.value))
         return t("No open position.")
     if action == "flat":
+        if engine.state.mode is EngineMode.HALTED:
+            engine.flat(ts)
+            return t("The engine stays <b>HALTED</b>; open orders cancelled, any position "
+                     "closing. Only /arm lifts the halt.")
         if engine.flat(ts):
             return t("Engine <b>DISARMED</b> and the position is closing.")
         return t("Engine <b>DISARMED</b>; there was no position to close.")

@@ -33,6 +33,10 @@ async def test_halt_asks_then_closes_and_halts_and_arm_shows_the_reason(tmp_path
         (reply,) = await bot.command("/disarm")
         assert "only /arm lifts it" in reply.text
         assert bot.engine.state.mode is EngineMode.HALTED
+        (prompt,) = await bot.command("/flat")
+        (_, yes_data), _ = buttons(prompt)
+        assert await bot.press(yes_data, prompt.message_id) == "Done"
+        assert bot.engine.state.mode is EngineMode.HALTED  # /flat never lifts a halt
 
         (ask,) = await bot.command("/arm")  # paper mode, but HALTED: it asks
         assert "exchange looks wrong" in ask.text and ask.reply_markup
