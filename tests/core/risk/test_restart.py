@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from core.events import EngineMode, PositionPhase, Side
 from core.services import Services
-from tests.core.risk.rig import ALL_OFF, DAY, MIN, SYMBOL, T0, Rig
+from tests.core.risk.rig import ALL_OFF, DAY, MIN, T0, Rig
 from utils.settings import load_settings
 
 D = Decimal
@@ -135,7 +135,3 @@ async def test_status_health_and_metrics_show_the_halt(tmp_path):
     metrics = {(m.name, tuple(m.labels.items())): m.value for m in services.metrics()}
     assert metrics[("dort5bot_halted", ())] == 1
     await services.stop()
-
-
-def test_symbol_constant_is_what_the_rig_trades():
-    assert SYMBOL == "BTCUSDT"
