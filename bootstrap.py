@@ -86,18 +86,19 @@ async def run_bot(settings: Settings, *, replay: Sequence[str] | None, speed: fl
 async def _run_headless(settings: Settings, services: Services) -> int:
     engine = services.engine
     ConsoleNotifier(engine.bus)
-    await services.start(start_feed=False)
-    paper = services.paper
-    wallet = f", wallet {paper.wallet} {settings.quote_asset}" if paper is not None else ""
-    print(f"dort5bot {settings.trading_mode} mode, {engine.state.mode.value}, symbols "
-          f"{','.join(settings.symbols)}{wallet}", flush=True)
-
+    # Signals first: a Ctrl-C or SIGTERM during start-up also stops cleanly (no
+    # KeyboardInterrupt traceback between "started" and the handlers being in place).
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, services.request_stop)
         except (NotImplementedError, RuntimeError):
             pass
+    await services.start(start_feed=False)
+    paper = services.paper
+    wallet = f", wallet {paper.wallet} {settings.quote_asset}" if paper is not None else ""
+    print(f"dort5bot {settings.trading_mode} mode, {engine.state.mode.value}, symbols "
+          f"{','.join(settings.symbols)}{wallet}", flush=True)
     try:
         services.start_feed()
         count = await services.wait_feed()

@@ -33,6 +33,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # closed once we return: connections are refused
 
 
+@pytest.mark.timeout(360)  # three bounded waits on a child process, loaded CI machine
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_stopping_with_the_analysis_process_running_prints_no_traceback(tmp_path, sig):
     if not Path("/proc/self/task").exists():
@@ -49,7 +50,7 @@ async def test_stopping_with_the_analysis_process_running_prints_no_traceback(tm
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     try:
         assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
         assert first.startswith("dort5bot paper mode"), first  # the bot is up
         # the /ta worker process is spawned at start
         await eventually(lambda: _children(proc.pid) or proc.returncode is not None, timeout=60)
@@ -58,7 +59,7 @@ async def test_stopping_with_the_analysis_process_running_prints_no_traceback(tm
             os.killpg(proc.pid, sig)  # what Ctrl-C does: the whole process group
         else:
             proc.send_signal(sig)  # what a platform does: the main process
-        _, raw_err = await asyncio.wait_for(proc.communicate(), 60)
+        _, raw_err = await asyncio.wait_for(proc.communicate(), 120)
         err = raw_err.decode(errors="replace")
     finally:
         if proc.returncode is None:
