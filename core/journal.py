@@ -332,18 +332,20 @@ class Journal:
     async def entry_times(self, since_ms: int, limit: int = 1000) -> list[int]:
         """Exchange times (ms) of entry ``OrderRequest``s at or after ``since_ms``, oldest
         first (the newest ``limit``). RISK counts entries per hour and day from them."""
+        intent = self._backend.dialect.json_text.format(col="payload", key="intent")
         rows = await self._query(
-            "SELECT ts_ms FROM events WHERE kind = 'OrderRequest' AND ts_ms >= ?"
-            " AND json_extract(payload, '$.intent') = 'ENTRY' ORDER BY ts_ms DESC LIMIT ?",
-            (since_ms, limit),
+            "SELECT ts_ms FROM events WHERE account = ? AND kind = 'OrderRequest'"
+            f" AND ts_ms >= ? AND {intent} = 'ENTRY' ORDER BY ts_ms DESC LIMIT ?",
+            (self._account, since_ms, limit),
         )
         return [ts for (ts,) in reversed(rows)]
 
     async def peak_equity(self, since_ms: int = 0) -> Decimal | None:
         """The highest journaled equity at or after ``since_ms`` (USDT), None without any."""
+        number = self._backend.dialect.number.format(col="equity")
         rows = await self._query(
-            "SELECT equity FROM equity WHERE ts_ms >= ? ORDER BY CAST(equity AS REAL) DESC"
-            " LIMIT 1", (since_ms,),
+            f"SELECT equity FROM equity WHERE account = ? AND ts_ms >= ? ORDER BY {number} DESC"
+            " LIMIT 1", (self._account, since_ms),
         )
         return Decimal(rows[0][0]) if rows else None
 

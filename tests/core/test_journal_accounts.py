@@ -15,7 +15,14 @@ import psycopg
 import pytest
 
 from core.event_bus import EventBus
-from core.events import EngineError, EquitySnapshot, TradeClosed
+from core.events import (
+    EngineError,
+    EquitySnapshot,
+    OrderRequest,
+    OrderSide,
+    OrderType,
+    TradeClosed,
+)
 from core.journal import SCHEMA_VERSION, Journal, JournalError
 from tests.core.test_journal import LOSS, T0, TRADE, fill
 
@@ -148,3 +155,39 @@ async def test_a_lost_connection_keeps_rows_pending_until_the_server_answers(pos
         assert await journal.trades() == [TRADE]
     finally:
         await journal.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict:
+    """Journal arguments two accounts share: one SQLite file or one PostgreSQL database."""
+    if request.param == "sqlite":
+        return {"db_path": tmp_path / "journal.sqlite3"}
+    return {"db_path": None, "url": request.getfixturevalue("postgres_dsn")}
+
+
+async def test_risk_history_queries_read_only_their_own_account(shared: dict):
+    buses = {"alice": EventBus(), "bob": EventBus()}
+    journals = {name: Journal(bus, shared["db_path"], url=shared.get("url", ""), account=name,
+                              flush_interval_s=3600) for name, bus in buses.items()}
+    for journal in journals.values():
+        await journal.start()
+    try:
+        for i, (name, bus) in enumerate(buses.items()):
+            bus.publish(OrderRequest(symbol="BTCUSDT", side=OrderSide.BUY,
+                                     order_type=OrderType.MARKET, quantity=Decimal("0.010"),
+                                     client_order_id=f"e-{name}", ts_ms=T0 + i))
+            bus.publish(OrderRequest(symbol="BTCUSDT", side=OrderSide.SELL,
+                                     order_type=OrderType.MARKET, quantity=Decimal("0.010"),
+                                     client_order_id=f"x-{name}", intent="TP", ts_ms=T0 + 10))
+            bus.publish(equity("999.5" if i else "1000.5", T0 + 20))
+            bus.publish(equity("999.25" if i else "1000.25", T0 + 30))
+            await journals[name].flush()
+        alice, bob = journals["alice"], journals["bob"]
+        assert await alice.entry_times(0) == [T0] and await bob.entry_times(0) == [T0 + 1]
+        assert await bob.entry_times(T0 + 2) == []
+        assert await alice.peak_equity() == Decimal("1000.5")
+        assert await bob.peak_equity() == Decimal("999.5")
+        assert await bob.peak_equity(T0 + 25) == Decimal("999.25")
+    finally:
+        for journal in journals.values():
+            await journal.stop()
