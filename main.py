@@ -408,6 +408,31 @@ def cmd_download(args: argparse.Namespace) -> int:
     return run_download(args, settings)
 
 
+def check_settings(*, decrypt_secrets: bool = True) -> Settings:
+    """The settings every command starts from, validated the same way for every command: the
+    environment and ``.env`` in full, and STRATEGY (with its parameters) against the strategy
+    catalog, plugins included. A command may override values afterwards (``backtest`` always
+    runs in paper mode), but ``TRADING_MODE=yolo`` is an error for it too. ``secrets`` passes
+    ``decrypt_secrets=False``: it manages the SECRETS_FILE the others read.
+
+    Raises:
+        SettingsError: one line naming the variable (values are not echoed).
+    """
+    from core.strategies.catalog import ENSEMBLE, StrategyError, strategy_ids, validate_strategy
+    from core.strategies.selection import load_strategy_plugins, params_from_settings
+
+    settings = load_settings() if decrypt_secrets else load_settings_plain()
+    try:
+        load_strategy_plugins(settings)
+        validate_strategy(settings.strategy, params_from_settings(settings))
+    except StrategyError as exc:
+        known = settings.strategy == ENSEMBLE or settings.strategy in strategy_ids()
+        name = "STRATEGY_PARAMS" if known and settings.strategy != ENSEMBLE else "STRATEGY"
+        text = str(exc).removeprefix("STRATEGY_PARAMS: ")
+        raise SettingsError(f"invalid settings: {name}: {text}") from None
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bootstrap import RunError
@@ -423,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     from web.security import DashboardConfigError
 
     try:
+        check_settings(decrypt_secrets=args.command != "secrets")
         if args.command == "run":
             settings = load_settings()
             setup_logging(settings.log_level, json_lines=settings.log_json)

@@ -11,6 +11,7 @@ neighbour). Exit status 0 only when every run passed.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="*", help="test files (default: the end-to-end ones)")
     args = ap.parse_args(argv)
     files = args.files or e2e_files()
+
+    def stop(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too: the finally below kills the busy process
+
+    signal.signal(signal.SIGTERM, stop)
     busy = None
     if args.busy:
         busy = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
