@@ -19,12 +19,41 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.ledger import LedgerError
-from core.state import StateError
-from utils.settings import Settings, SettingsError, load_settings, load_settings_plain
+if TYPE_CHECKING:  # pydantic loads on first use, so `--help` answers at once
+    from utils.settings import Settings
 
 logger = logging.getLogger("dort5bot")
+
+#: Errors that mean bad input (settings, arguments, data or state files): one line, exit 2.
+#: Named, not imported: a command imports only what it needs (``backtest`` never loads the
+#: Telegram, web or chart libraries), and an error class whose module was never imported cannot
+#: have been raised.
+ONE_LINE_ERRORS = (
+    ("bootstrap", "RunError"),
+    ("core.backtest.runner", "BacktestError"),
+    ("core.brackets", "BracketError"),
+    ("core.journal", "JournalError"),
+    ("core.optimize.space", "SpaceError"),
+    ("core.optimize.study", "StudyError"),
+    ("core.ledger", "LedgerError"),
+    ("core.replay.source", "ReplayError"),
+    ("core.state", "StateError"),
+    ("core.strategies.catalog", "StrategyError"),
+    ("utils.settings", "SettingsError"),
+    ("web.security", "DashboardConfigError"),
+)
+
+
+def one_line_errors() -> tuple[type[Exception], ...]:
+    """The ``ONE_LINE_ERRORS`` classes among the modules imported so far, plus the CLI's own."""
+    found: list[type[Exception]] = [UsageError]
+    for module, name in ONE_LINE_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
 
 
 class UsageError(ValueError):
@@ -182,6 +211,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         write_json,
     )
     from core.backtest.runner import run_backtest, stderr_progress
+    from utils.settings import load_settings
 
     overrides = backtest_overrides(args.param, args.strategy)
     if args.timeframe:
@@ -226,6 +256,7 @@ def backtest_overrides(items: list[str], strategy: str | None) -> dict[str, str]
     """
     from core.strategies.catalog import ENSEMBLE, get_spec
     from core.strategies.selection import load_strategy_plugins
+    from utils.settings import Settings, load_settings
 
     raw: dict[str, str] = {}
     for item in items:
@@ -258,6 +289,7 @@ def backtest_overrides(items: list[str], strategy: str | None) -> dict[str, str]
 def cmd_strategies(args: argparse.Namespace) -> int:
     from core.strategies.catalog import catalog, plugin_errors
     from core.strategies.selection import load_strategy_plugins
+    from utils.settings import load_settings
 
     settings = load_settings()
     load_strategy_plugins(settings)
@@ -279,6 +311,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bootstrap import run_bot
+    from utils.settings import load_settings
 
     settings = load_settings()
     if args.speed < 0:
@@ -290,6 +323,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     import signal
 
     from core.binance.recorder import record
+    from utils.settings import load_settings
 
     overrides = {}
     if args.symbols:
@@ -336,6 +370,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         needs_passphrase,
         write_secrets_file,
     )
+    from utils.settings import Settings, load_settings_plain
 
     if args.action == "keygen":
         print(generate_key())
@@ -390,6 +425,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from core.optimize.cli import run_optimize
+    from utils.settings import load_settings
 
     overrides = backtest_overrides(args.param, args.strategy)
     overrides["trading_mode"] = "paper"
@@ -403,6 +439,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from core.history.cli import run_download
+    from utils.settings import load_settings
 
     settings = load_settings()
     return run_download(args, settings)
@@ -420,6 +457,7 @@ def check_settings(*, decrypt_secrets: bool = True) -> Settings:
     """
     from core.strategies.catalog import ENSEMBLE, StrategyError, strategy_ids, validate_strategy
     from core.strategies.selection import load_strategy_plugins, params_from_settings
+    from utils.settings import SettingsError, load_settings, load_settings_plain
 
     settings = load_settings() if decrypt_secrets else load_settings_plain()
     try:
@@ -435,17 +473,8 @@ def check_settings(*, decrypt_secrets: bool = True) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bootstrap import RunError
-    from core.backtest.runner import BacktestError
-    from core.brackets import BracketError
-    from core.history.layout import HistoryError
-    from core.journal import JournalError
-    from core.optimize.space import SpaceError
-    from core.optimize.study import StudyError
-    from core.replay.source import ReplayError
-    from core.strategies.catalog import StrategyError
     from utils.log_setup import setup_logging
-    from web.security import DashboardConfigError
+    from utils.settings import load_settings
 
     try:
         check_settings(decrypt_secrets=args.command != "secrets")
@@ -468,16 +497,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             return cmd_download(args)
         return cmd_backtest(args)
-    except (SettingsError, UsageError, ReplayError, BacktestError, StateError, LedgerError,
-            RunError, StrategyError, BracketError, DashboardConfigError, JournalError,
-            SpaceError, StudyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except HistoryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if isinstance(exc, one_line_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        history = sys.modules.get("core.history.layout")
+        if history is not None and isinstance(exc, history.HistoryError):
+            print(f"error: {exc}", file=sys.stderr)  # a download failed: try again later
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.events import Candle
-from core.market.indicators_ta import IndicatorValues, candles_to_arrays, compute_indicators
-from core.market.ta_chart import render_ta_chart
 from core.strategies.rules import rule_factory
+
+if TYPE_CHECKING:  # NumPy and TA-Lib load in the analysis worker, on the first /ta
+    from core.market.indicators_ta import IndicatorValues
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +148,14 @@ def analyse(req: TaRequest) -> TaResult:
         candles = [Candle._make(b) for b in bars]
         if timeframe == req.verdict_timeframe:
             rules, ensemble = read_rules(req, candles)
+        from core.market.indicators_ta import candles_to_arrays, compute_indicators
+
         ind = compute_indicators(candles_to_arrays(candles))
         bias, detail = verdict_of(candles, req.strategy, params)
         readings.append(FrameReading(timeframe, len(candles), ind.latest, bias, detail))
         if timeframe == req.chart_timeframe:
+            from core.market.ta_chart import render_ta_chart  # matplotlib: only to draw
+
             chart = render_ta_chart(ind, f"{req.symbol} {timeframe}", bars=req.chart_bars)
     if _own_process:
         gc.collect()  # the chart's garbage, now: ~5 ms instead of a 100 ms pause mid-render
