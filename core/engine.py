@@ -259,7 +259,7 @@ def paper_from_settings(bus: EventBus, settings: Settings) -> PaperExchange:
         filters = parse_exchange_info(json.loads(settings.exchange_info_path.read_text()))
     paper = PaperExchange(
         bus, initial_balance=settings.initial_balance, leverage=settings.leverage,
-        taker_fee=settings.taker_fee_pct / 100, maker_fee=settings.maker_fee_pct / 100,
+        taker_fee=settings.taker_fee_pct / 100,
         slippage=settings.slippage_pct / 100, slippage_ticks=settings.slippage_ticks,
         mmr=settings.maintenance_margin_pct / 100, filters=filters,
         brackets=load_leverage_brackets(settings.leverage_brackets_path),

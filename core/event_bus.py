@@ -60,9 +60,6 @@ class EventBus:
         # Typed handlers followed by catch-all handlers, precomputed per type.
         self._full = {t: hs + self._catch_all for t, hs in self._routes.items()}
 
-    def handlers_for(self, event_type: type) -> tuple[Handler, ...]:
-        return self._full.get(event_type, self._catch_all)
-
     def publish(self, event: Any) -> None:
         """Deliver ``event`` to its subscribers now, or after the event being dispatched."""
         if self._dispatching:

@@ -35,10 +35,6 @@ class Side(str, Enum):
         return 1 if self is Side.LONG else -1
 
     @property
-    def opposite(self) -> Side:
-        return Side.SHORT if self is Side.LONG else Side.LONG
-
-    @property
     def entry_order_side(self) -> OrderSide:
         """The order side that opens this position (BUY for LONG)."""
         return OrderSide.BUY if self is Side.LONG else OrderSide.SELL

@@ -88,7 +88,6 @@ class PaperExchange:
         initial_balance: Decimal,
         leverage: int,
         taker_fee: Decimal = Decimal("0.0005"),
-        maker_fee: Decimal = Decimal("0.0002"),
         slippage: Decimal = Decimal("0.0001"),
         slippage_ticks: int = 0,
         mmr: Decimal = Decimal("0.004"),
@@ -102,7 +101,6 @@ class PaperExchange:
         self.wallet = initial_balance
         self.leverage = leverage
         self.taker_fee = taker_fee
-        self.maker_fee = maker_fee
         self.slippage = slippage
         self.slippage_ticks = slippage_ticks
         self.mmr = mmr

@@ -1,4 +1,4 @@
-"""The ports the engine talks through. Adapters (paper exchange, live Binance, Telegram, console)
+"""The ports the engine talks through. Adapters (paper exchange, live Binance)
 implement them; tests plug in fakes.
 
 The engine is synchronous (core/event_bus.py), so the order port is fire-and-forget: a call
@@ -38,14 +38,6 @@ class Connection(Protocol):
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Latest mark price (else last trade price) known to the connection, or None."""
-        ...
-
-
-class Notifier(Protocol):
-    """Where alerts go: Telegram admins, or the console when headless."""
-
-    def notify(self, text: str) -> None:
-        """Queue a plain-text alert; never blocks, never raises."""
         ...
 
 

@@ -142,7 +142,6 @@ class Settings(BaseSettings):
 
     # --- paper exchange
     taker_fee_pct: Decimal = Field(Decimal("0.05"), ge=0, lt=1)
-    maker_fee_pct: Decimal = Field(Decimal("0.02"), ge=-1, lt=1)
     slippage_ticks: int = Field(1, ge=0, le=1000)  # ticks beyond the touch on every market fill
     slippage_pct: Decimal = Field(Decimal("0"), ge=0, lt=5)  # percent, on top of the ticks
     maintenance_margin_pct: Decimal = Field(Decimal("0.4"), gt=0, lt=50)  # symbols w/o brackets

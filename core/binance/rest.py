@@ -223,9 +223,6 @@ class RestClient:
         """``GET /fapi/v1/leverageBracket`` (USER_DATA, weight 1): every symbol's brackets."""
         return await self.request("GET", "/fapi/v1/leverageBracket", security=SIGNED)
 
-    async def position_risk(self) -> list[dict[str, Any]]:
-        return await self.request("GET", "/fapi/v3/positionRisk", security=SIGNED, weight=5)
-
     async def place_order(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /fapi/v1/order`` (counts ORDERS; weight 0)."""
         return await self.request("POST", "/fapi/v1/order", params, security=SIGNED, weight=0,

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from core.events import BookTicker, Candle, MarketTick, MarkPrice
-from core.replay.lines import _CHUNK_LINES, MarketEvent, ReplayStats, _BadLine, _BadLines
+from core.replay.lines import _CHUNK_LINES, BadLines, MarketEvent, ReplayStats, _BadLine
 
-_LOCAL_TS = re.compile(rb"^\s*\d[\d.]*\s+")
+LOCAL_TS = re.compile(rb"^\s*\d[\d.]*\s+")
 _INTERVAL_MS = {f"{n}{u}": n * ms for u, ms in (("s", 1000), ("m", 60_000), ("h", 3_600_000),
                                                 ("d", 86_400_000), ("w", 604_800_000))
                 for n in (1, 2, 3, 4, 5, 6, 8, 12, 15, 30)}
@@ -72,7 +72,7 @@ def _slow_line(line: bytes) -> list[MarketEvent]:
     body = line.strip()
     if not body:
         return []
-    if m := _LOCAL_TS.match(body):
+    if m := LOCAL_TS.match(body):
         body = body[m.end():]
     try:
         obj = orjson.loads(body)
@@ -144,11 +144,11 @@ def _assemble(books: list, ticks: list, other: list, kinds: list) -> list[Market
     return list(map(next, map(its.__getitem__, kinds)))
 
 
-def _capture_chunks(line_chunks: Iterable[list[bytes]], source: str,
+def capture_chunks(line_chunks: Iterable[list[bytes]], source: str,
                     stats: ReplayStats | None) -> Iterator[list[MarketEvent]]:
     """The hot parser: chunks of capture lines to lists of events, in file order."""
     loads = orjson.loads
-    report = _BadLines(source, stats)
+    report = BadLines(source, stats)
     base = skipped = j = 0
     try:
         for lines in line_chunks:
@@ -226,7 +226,7 @@ def _slow_chunk(lines: list[bytes]) -> tuple[list[MarketEvent], int, list[tuple[
     return out, skip, bad
 
 
-def _batched(lines: Iterable[bytes], size: int = _CHUNK_LINES) -> Iterator[list[bytes]]:
+def batched(lines: Iterable[bytes], size: int = _CHUNK_LINES) -> Iterator[list[bytes]]:
     if isinstance(lines, list):
         for i in range(0, len(lines), size):
             yield lines[i:i + size]
@@ -244,5 +244,5 @@ def read_capture_lines(lines: Iterable[bytes], *, source: str = "<memory>",
     errors; ``stats`` (optional) receives the skipped and bad-line counts. Raises ReplayError
     under the bad-line policy of the module docstring.
     """
-    for chunk in _capture_chunks(_batched(lines), source, stats):
+    for chunk in capture_chunks(batched(lines), source, stats):
         yield from chunk

@@ -45,7 +45,7 @@ class ReplayStats:
     last_ts_ms: int | None = None
 
 
-class _BadLines:
+class BadLines:
     """The bad-line policy of one file (see the module docstring)."""
 
     __slots__ = ("source", "stats", "count")
@@ -123,7 +123,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
         raise ReplayError(f"{source}: cannot read ({exc})") from None
 
 
-def _line_chunks(path: Path) -> Generator[list[bytes], None, None]:
+def read_line_chunks(path: Path) -> Generator[list[bytes], None, None]:
     """The file's lines (without ``\\n``) in chunks of at most _CHUNK_LINES."""
     rest = b""
     for block in _blocks(path):

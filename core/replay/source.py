@@ -39,16 +39,16 @@ from pathlib import Path
 
 import orjson
 
-from core.replay.capture import _LOCAL_TS, _batched, _capture_chunks, read_capture_lines
+from core.replay.capture import LOCAL_TS, batched, capture_chunks, read_capture_lines
 from core.replay.csv_files import CsvLayout, csv_chunks, sniff_csv, symbol_from_filename
 from core.replay.lines import (
+    BadLines,
     E,
     MarketEvent,
     ReplayError,
     ReplayStats,
-    _BadLines,
-    _line_chunks,
     logger,
+    read_line_chunks,
 )
 
 __all__ = ["MarketEvent", "ReplayError", "ReplaySource", "ReplayStats", "detect_format",
@@ -62,7 +62,7 @@ def read_capture_chunks(lines: Iterable[bytes], *, reorder_ms: int = 2000,
                         stats: ReplayStats | None = None) -> Iterator[list[MarketEvent]]:
     """Capture lines already in memory through the same parser and reorder buffer as a file
     (``ReplaySource.chunks`` without the file reading): lists of events in exchange-time order."""
-    return reorder(_capture_chunks(_batched(lines), source, stats), window_ms=reorder_ms,
+    return reorder(capture_chunks(batched(lines), source, stats), window_ms=reorder_ms,
                    stats=stats)
 
 
@@ -133,7 +133,7 @@ class _File:
 
 def _sniff(path: Path, symbol: str | None) -> _File:
     """Detect the format from the first non-empty line; a CSV's symbol may stay None."""
-    with closing(_line_chunks(path)) as chunks:
+    with closing(read_line_chunks(path)) as chunks:
         first, lineno = b"", 0
         for lines in chunks:
             for line in lines:
@@ -151,7 +151,7 @@ def _sniff(path: Path, symbol: str | None) -> _File:
         first.decode("utf-8")
     except UnicodeError:
         raise ReplayError(f"{path}: binary data, not a capture or CSV") from None
-    body = first[m.end():] if (m := _LOCAL_TS.match(first)) else first
+    body = first[m.end():] if (m := LOCAL_TS.match(first)) else first
     if body[:1] == b"{":
         try:
             if not isinstance(orjson.loads(body), dict):
@@ -242,11 +242,11 @@ class ReplaySource:
             yield batch
 
     def _chunks(self, f: _File, stats: ReplayStats) -> Iterator[list[MarketEvent]]:
-        lines = _line_chunks(f.path)
+        lines = read_line_chunks(f.path)
         if f.layout is None:
-            chunks = _capture_chunks(lines, str(f.path), stats)
+            chunks = capture_chunks(lines, str(f.path), stats)
         else:
-            chunks = csv_chunks(lines, f.layout, f.symbol or "", bad=_BadLines(str(f.path), stats))
+            chunks = csv_chunks(lines, f.layout, f.symbol or "", bad=BadLines(str(f.path), stats))
         if self._symbols is not None and f.layout is None:
             chunks = self._only_wanted(chunks, stats)
         for out in reorder(chunks, window_ms=self._reorder_ms, stats=stats):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from core.strategies.indicators import Atr, _check_period
+from core.strategies.indicators import Atr, check_period
 
 
 class RollingMax:
@@ -21,7 +21,7 @@ class RollingMax:
     __slots__ = ("period", "_sign", "_window", "_i")
 
     def __init__(self, period: int, *, lowest: bool = False) -> None:
-        self.period = _check_period(period, 1)
+        self.period = check_period(period, 1)
         self._sign = -1.0 if lowest else 1.0
         self._window: deque[tuple[int, float]] = deque()
         self._i = 0
@@ -53,7 +53,7 @@ class Donchian:
     __slots__ = ("period", "_hi", "_lo")
 
     def __init__(self, period: int = 20) -> None:
-        self.period = _check_period(period, 1)
+        self.period = check_period(period, 1)
         self._hi, self._lo = RollingMax(period), RollingMax(period, lowest=True)
 
     @property
@@ -79,7 +79,7 @@ class Bollinger:
     __slots__ = ("period", "k", "_window", "_sum", "_sumsq", "upper", "middle", "lower")
 
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
-        self.period = _check_period(period, 2)
+        self.period = check_period(period, 2)
         if not k > 0:
             raise ValueError(f"the band width k must be > 0, got {k!r}")
         self.k = k

@@ -11,7 +11,7 @@ from __future__ import annotations
 # --------------------------------------------------------------------------- incremental
 
 
-def _check_period(period: int, minimum: int) -> int:
+def check_period(period: int, minimum: int) -> int:
     if isinstance(period, bool) or not isinstance(period, int) or period < minimum:
         raise ValueError(f"period must be an integer >= {minimum}, got {period!r}")
     return period
@@ -41,7 +41,7 @@ class Ema:
     __slots__ = ("period", "_k", "_count", "_sum", "_value")
 
     def __init__(self, period: int) -> None:
-        self.period = _check_period(period, 1)
+        self.period = check_period(period, 1)
         self._k = 2.0 / (period + 1)
         self._count = 0
         self._sum = 0.0
@@ -73,7 +73,7 @@ class WilderRma:
     __slots__ = ("period", "_count", "_sum", "_value")
 
     def __init__(self, period: int) -> None:
-        self.period = _check_period(period, 1)
+        self.period = check_period(period, 1)
         self._count = 0
         self._sum = 0.0
         self._value: float | None = None
@@ -104,7 +104,7 @@ class Atr:
     __slots__ = ("period", "_rma", "_prev_close")
 
     def __init__(self, period: int) -> None:
-        self.period = _check_period(period, 1)
+        self.period = check_period(period, 1)
         self._rma = WilderRma(period)
         self._prev_close: float | None = None
 
@@ -155,7 +155,7 @@ class Adx:
     )
 
     def __init__(self, period: int) -> None:
-        self.period = _check_period(period, 2)
+        self.period = check_period(period, 2)
         self._bars = 0
         self._prev_high = self._prev_low = self._prev_close = 0.0
         self._plus_dm = self._minus_dm = self._tr = 0.0

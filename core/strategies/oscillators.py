@@ -7,7 +7,7 @@ No NumPy or TA-Lib here.
 
 from __future__ import annotations
 
-from core.strategies.indicators import Ema, _check_period
+from core.strategies.indicators import Ema, check_period
 
 
 class Rsi:
@@ -23,7 +23,7 @@ class Rsi:
     __slots__ = ("period", "_prev", "_count", "_gain", "_loss", "_value")
 
     def __init__(self, period: int = 14) -> None:
-        self.period = _check_period(period, 2)
+        self.period = check_period(period, 2)
         self._prev: float | None = None
         self._count = 0
         self._gain = self._loss = 0.0
@@ -72,9 +72,9 @@ class Macd:
                  "signal_value", "hist")
 
     def __init__(self, fast: int = 12, slow: int = 26, signal: int = 9) -> None:
-        self.fast = _check_period(fast, 2)
-        self.slow = _check_period(slow, 2)
-        self.signal = _check_period(signal, 1)
+        self.fast = check_period(fast, 2)
+        self.slow = check_period(slow, 2)
+        self.signal = check_period(signal, 1)
         if fast >= slow:
             raise ValueError("the fast period must be smaller than the slow period")
         self._seed: list[float] | None = []

@@ -175,7 +175,7 @@ def env(monkeypatch, tmp_path):
 def test_defaults_are_safe_paper_settings(env):
     s = load_settings()
     assert s.trading_mode == "paper"
-    assert s.taker_fee_pct == D("0.05") and s.maker_fee_pct == D("0.02")
+    assert s.taker_fee_pct == D("0.05")
     assert s.symbols == ("BTCUSDT",) and s.timeframe_ms == 60_000
     assert s.binance_api_secret is None and s.telegram_bot_token is None
 
