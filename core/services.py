@@ -282,13 +282,19 @@ class Services:
         else:
             self.refresh_balance()
 
-    def equity(self) -> Decimal | None:
-        """Paper: wallet + unrealized PnL now; live: the last EquitySnapshot the exchange
-        account gave (None before the first)."""
+    def account(self) -> EquitySnapshot | None:
+        """Wallet balance, unrealized PnL and equity (USDT) of the account: computed now by
+        the paper exchange, else the last snapshot the exchange account gave (live: each
+        ACCOUNT_UPDATE and account refresh; None before the first)."""
         paper = self.paper
         if paper is not None:
-            return paper.equity()
-        return self._last_equity.equity if self._last_equity is not None else None
+            return paper.equity_snapshot(self.now_ms())
+        return self._last_equity
+
+    def equity(self) -> Decimal | None:
+        """Wallet + unrealized PnL, USDT (see ``account``); None before the first snapshot."""
+        snap = self.account()
+        return snap.equity if snap is not None else None
 
     def _on_equity(self, ev: EquitySnapshot) -> None:
         self._last_equity = ev

@@ -158,12 +158,11 @@ async def balance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     for b in balances:
         lines.append(t("{asset}: wallet {wallet}, available {available}", asset=b.asset,
                        wallet=num(b.wallet, 4), available=num(b.available, 4)))
-    equity = d.services.equity()
-    if equity is not None:
-        paper = d.services.paper
-        upnl = paper.unrealized_pnl() if paper is not None else Decimal(0)
-        lines.append(t("Equity {equity} {asset} (unrealized {upnl})", equity=num(equity, 4),
-                       asset=d.settings.quote_asset, upnl=num(upnl, 4, sign=True)))
+    account = d.services.account()  # paper: now; live: the exchange's latest snapshot
+    if account is not None:
+        lines.append(t("Equity {equity} {asset} (unrealized {upnl})",
+                       equity=num(account.equity, 4), asset=d.settings.quote_asset,
+                       upnl=num(account.unrealized_pnl, 4, sign=True)))
     reply(update, context, "\n".join(lines))
 
 
