@@ -28,18 +28,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.binance.parse_market import KLINE_INTERVAL_MS
 from core.binance.wire import Fields, ParseError, unwrap
 from core.events import Candle
 from utils.cache import BudgetExhausted
 
 logger = logging.getLogger(__name__)
 
-#: Binance kline intervals (PROTOCOL.md §4) in ms; 1M is left out (variable length).
-INTERVAL_MS: dict[str, int] = {
-    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,
-}
+#: The kline intervals of USDⓈ-M futures' REST and streams (PROTOCOL.md §4) in ms: the one
+#: table (parse_market.KLINE_INTERVAL_MS) without 1s, which only spot offers; 1M left out.
+INTERVAL_MS: dict[str, int] = {k: v for k, v in KLINE_INTERVAL_MS.items() if k != "1s"}
 WEIGHT_WINDOW_MS = 60_000
 
 

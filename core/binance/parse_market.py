@@ -19,7 +19,9 @@ MarketEvent = MarketTick | BookTicker | MarkPrice | Candle
 
 COIN_M = 2
 
-_INTERVAL_MS = {
+#: The one table of Binance kline intervals (``k.i``) in ms; 1M is left out (variable length:
+#: parsers take ``k.T - k.t + 1``). USDⓈ-M futures have no 1s klines (market_rest.INTERVAL_MS).
+KLINE_INTERVAL_MS: dict[str, int] = {
     "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000,
     "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
     "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
@@ -70,7 +72,7 @@ def parse_kline(msg: Mapping[str, Any]) -> Candle | None:
     k = d.obj("k")
     interval = k.text("i")
     open_ms = k.integer("t")
-    interval_ms = _INTERVAL_MS.get(interval) or (k.integer("T") - open_ms + 1)
+    interval_ms = KLINE_INTERVAL_MS.get(interval) or (k.integer("T") - open_ms + 1)
     symbol = d.text("s") if d.has("s") else k.text("s")
     return Candle(symbol, d.integer("E"), interval_ms, open_ms, k.number("o"), k.number("h"),
                   k.number("l"), k.number("c"), k.number("v"), k.flag("x"))

@@ -13,13 +13,11 @@ from typing import Any
 
 import orjson
 
+from core.binance.parse_market import KLINE_INTERVAL_MS
 from core.events import BookTicker, Candle, MarketTick, MarkPrice
 from core.replay.lines import _CHUNK_LINES, BadLines, MarketEvent, ReplayStats, _BadLine
 
 LOCAL_TS = re.compile(rb"^\s*\d[\d.]*\s+")
-_INTERVAL_MS = {f"{n}{u}": n * ms for u, ms in (("s", 1000), ("m", 60_000), ("h", 3_600_000),
-                                                ("d", 86_400_000), ("w", 604_800_000))
-                for n in (1, 2, 3, 4, 5, 6, 8, 12, 15, 30)}
 
 
 # --------------------------------------------------------------------------- capture parser
@@ -57,7 +55,8 @@ def _payload_event(d: dict) -> MarketEvent | None:
                              float(d["r"] or 0), int(d["T"] or 0))
         if e == "kline":
             k = d["k"]
-            interval = _INTERVAL_MS.get(k["i"]) or k["T"] + 1 - k["t"]  # 1M: the bar's own length
+            # the one interval table; 1M (and anything else): the bar's own length
+            interval = KLINE_INTERVAL_MS.get(k["i"]) or k["T"] + 1 - k["t"]
             return Candle(d["s"], int(d["E"]), interval, int(k["t"]), float(k["o"]), float(k["h"]),
                           float(k["l"]), float(k["c"]), float(k["v"]), _flag(k["x"]))
     except KeyError as exc:
