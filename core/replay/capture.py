@@ -15,7 +15,7 @@ import orjson
 
 from core.binance.parse_market import KLINE_INTERVAL_MS
 from core.events import BookTicker, Candle, MarketTick, MarkPrice
-from core.replay.lines import _CHUNK_LINES, BadLines, MarketEvent, ReplayStats, _BadLine
+from core.replay.lines import CHUNK_LINES, BadLine, BadLines, MarketEvent, ReplayStats
 
 LOCAL_TS = re.compile(rb"^\s*\d[\d.]*\s+")
 
@@ -39,7 +39,7 @@ class _Batch(Exception):
 
 
 def _payload_event(d: dict) -> MarketEvent | None:
-    """One stream payload to an event; None to skip it; _BadLine with a reason if malformed."""
+    """One stream payload to an event; None to skip it; BadLine with a reason if malformed."""
     e = d.get("e")
     try:
         if e == "trade" or e == "aggTrade":
@@ -60,14 +60,14 @@ def _payload_event(d: dict) -> MarketEvent | None:
             return Candle(d["s"], int(d["E"]), interval, int(k["t"]), float(k["o"]), float(k["h"]),
                           float(k["l"]), float(k["c"]), float(k["v"]), _flag(k["x"]))
     except KeyError as exc:
-        raise _BadLine(f"{e} event without field {exc}") from None
+        raise BadLine(f"{e} event without field {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise _BadLine(f"{e} event with a bad value ({exc})") from None
+        raise BadLine(f"{e} event with a bad value ({exc})") from None
     return None
 
 
 def _slow_line(line: bytes) -> list[MarketEvent]:
-    """Any capture line, slowly: its events (maybe none), or _BadLine with the reason it is bad."""
+    """Any capture line, slowly: its events (maybe none), or BadLine with the reason it is bad."""
     body = line.strip()
     if not body:
         return []
@@ -76,14 +76,14 @@ def _slow_line(line: bytes) -> list[MarketEvent]:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _BadLine(f"invalid JSON ({exc})") from None
+        raise BadLine(f"invalid JSON ({exc})") from None
     if not isinstance(obj, dict):
-        raise _BadLine("not a JSON object")
+        raise BadLine("not a JSON object")
     data = obj["data"] if "stream" in obj and "data" in obj else obj
     out = []
     for d in data if isinstance(data, list) else [data]:  # !markPrice@arr sends a list
         if not isinstance(d, dict):
-            raise _BadLine("stream data is not a JSON object")
+            raise BadLine("stream data is not a JSON object")
         if (ev := _payload_event(d)) is not None:
             out.append(ev)
     return out
@@ -189,7 +189,7 @@ def capture_chunks(line_chunks: Iterable[list[bytes]], source: str,
                 except Exception:  # anything unusual: the slow path decides, with a reason
                     try:
                         events = _slow_line(line)
-                    except _BadLine as exc:
+                    except BadLine as exc:
                         bad.append((line, str(exc)))
                         continue
                     if events:
@@ -217,7 +217,7 @@ def _slow_chunk(lines: list[bytes]) -> tuple[list[MarketEvent], int, list[tuple[
     for line in lines:
         try:
             events = _slow_line(line)
-        except _BadLine as exc:
+        except BadLine as exc:
             bad.append((line, str(exc)))
             continue
         out += events
@@ -225,7 +225,7 @@ def _slow_chunk(lines: list[bytes]) -> tuple[list[MarketEvent], int, list[tuple[
     return out, skip, bad
 
 
-def batched(lines: Iterable[bytes], size: int = _CHUNK_LINES) -> Iterator[list[bytes]]:
+def batched(lines: Iterable[bytes], size: int = CHUNK_LINES) -> Iterator[list[bytes]]:
     if isinstance(lines, list):
         for i in range(0, len(lines), size):
             yield lines[i:i + size]

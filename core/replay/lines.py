@@ -19,7 +19,7 @@ MarketEvent = MarketTick | BookTicker | MarkPrice | Candle | FundingRate
 E = TypeVar("E", bound=tuple)
 
 _BLOCK = 1 << 20
-_CHUNK_LINES = 512  # lines parsed per step: small enough for the events to die young (cheap GC)
+CHUNK_LINES = 512  # lines parsed per step: small enough for the events to die young (cheap GC)
 _MAX_LINE = 64 << 20
 
 
@@ -65,7 +65,7 @@ class BadLines:
             logger.warning("%s: line %d skipped: %s", self.source, lineno, reason)
 
 
-class _BadLine(Exception):
+class BadLine(Exception):
     """Raised inside the slow path for a line that is not usable (the message says why)."""
 
 
@@ -124,7 +124,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 
 def read_line_chunks(path: Path) -> Generator[list[bytes], None, None]:
-    """The file's lines (without ``\\n``) in chunks of at most _CHUNK_LINES."""
+    """The file's lines (without ``\\n``) in chunks of at most CHUNK_LINES."""
     rest = b""
     for block in _blocks(path):
         lines = (rest + block if rest else block).split(b"\n")
@@ -132,7 +132,7 @@ def read_line_chunks(path: Path) -> Generator[list[bytes], None, None]:
         if len(rest) > _MAX_LINE:
             raise ReplayError(f"{path}: a line longer than {_MAX_LINE >> 20} MiB; "
                               f"not a capture or CSV")
-        for i in range(0, len(lines), _CHUNK_LINES):
-            yield lines[i:i + _CHUNK_LINES]
+        for i in range(0, len(lines), CHUNK_LINES):
+            yield lines[i:i + CHUNK_LINES]
     if rest:
         yield [rest]
