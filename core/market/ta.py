@@ -17,8 +17,16 @@ import gc
 import logging
 import multiprocessing
 import signal
-from collections.abc import Callable, Sequence
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -181,13 +189,38 @@ def _warm_up() -> None:
     _own_process = True
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker process is spawned, so the child starts with it ignored
+    (an ignored disposition survives exec, and Python keeps it): a Ctrl-C to the process group
+    during the worker's start-up cannot kill it halfway through its interpreter's start with a
+    traceback. Only the main thread may change signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _AnalysisPool(ProcessPoolExecutor):
+    """The process pool whose workers are spawned with SIGINT ignored (``_sigint_ignored``);
+    ``submit`` is where ProcessPoolExecutor starts them."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with _sigint_ignored():
+            return super().submit(fn, *args, **kwargs)
+
+
 def make_executor(kind: str = "process") -> Executor:
     """The analysis executor: one spawned worker process (``process``: its own GIL and garbage
     collector; spawn, because forking a process with running threads is unsafe) or a small
     thread pool (``thread``)."""
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_warm_up)
+        return _AnalysisPool(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_warm_up)
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=2, thread_name_prefix="ta")
     raise ValueError(f"unknown executor kind {kind!r}; use process or thread")
