@@ -38,6 +38,7 @@ ONE_LINE_ERRORS = (
     ("core.optimize.space", "SpaceError"),
     ("core.optimize.study", "StudyError"),
     ("core.ledger", "LedgerError"),
+    ("core.persisted", "PersistError"),
     ("core.replay.source", "ReplayError"),
     ("core.state", "StateError"),
     ("core.strategies.catalog", "StrategyError"),

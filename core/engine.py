@@ -26,10 +26,14 @@ from core.events import (
 )
 from core.follow_orders import FollowOrders
 from core.ledger import Ledger
+from core.migrate import open_store
 from core.ordering import Ordering
 from core.paper import PaperExchange
+from core.paper_account import attach_paper_account
 from core.ports import Connection
+from core.recovery import recover_paper
 from core.risk import RiskGuardian, RiskLimits
+from core.sanity import EdgeSanity
 from core.state import EngineState
 from core.strategies.selection import (
     StrategyChoice,
@@ -37,6 +41,7 @@ from core.strategies.selection import (
     params_from_settings,
     save_choice,
 )
+from core.store import Store
 from core.trending import Trending
 from utils.settings import Settings
 
@@ -63,6 +68,9 @@ class Engine:
     risk: RiskGuardian
     started_ms: int
     strategy: StrategyChoice
+    store: Store | None = None
+    recovery_notes: tuple[str, ...] = ()
+    sanity: EdgeSanity | None = None
 
     @property
     def publish(self) -> Callable[[Any], None]:
@@ -196,22 +204,29 @@ def build_engine(
 
     Args:
         connection_factory: builds the CONNECTION on the bus; the paper exchange when None.
-        persist: keep state in ``DATA_DIR/state.json`` (False for backtests).
+        persist: keep engine state, ledger, paper account and the journal's fills and round
+            trips in the store of record ``DATA_DIR/journal.sqlite3`` (legacy JSON files are
+            migrated), after the startup recovery (core/recovery.py); False for backtests.
         default_mode: mode when no state file exists (paper: ARMED if PAPER_START_ARMED;
             live/testnet: always DISARMED).
 
     Raises:
         core.strategies.catalog.StrategyError: bad strategy name or parameters (one line).
-        core.state.StateError: unreadable state file.
+        core.persisted.PersistError: an invalid store or legacy file (names file and field).
     """
     bus = bus or EventBus()
+    sanity = EdgeSanity(bus, max_jump=settings.sanity_max_price_jump_pct / 100,
+                        max_future_ms=int(settings.sanity_max_future_s * 1000))
+    sanity.install(bus)
     if connection_factory is None:
         connection_factory = lambda b: paper_from_settings(b, settings)  # noqa: E731
     connection = connection_factory(bus)
     if default_mode is None:
         armed = settings.trading_mode == "paper" and settings.paper_start_armed
         default_mode = EngineMode.ARMED if armed else EngineMode.DISARMED
-    state = EngineState.load(settings.state_path if persist else None, default_mode=default_mode)
+    store = (open_store(settings.data_dir, settings.db_path, account=settings.account)
+             if persist else None)
+    state = EngineState.load(store, default_mode=default_mode)
     if settings.trading_mode != "paper" and persist and state.mode is EngineMode.ARMED:
         state.mode = EngineMode.DISARMED  # live and testnet always start DISARMED
     balance = BalanceStore(bus)
@@ -233,11 +248,17 @@ def build_engine(
         bus, connection, state, balance, max_notional=settings.max_notional,
         asset=settings.quote_asset, taker_fee=settings.taker_fee_pct / 100,
     )
-    ledger = Ledger(bus, settings.data_dir / "ledger.json" if persist else None)
+    ledger = Ledger(bus, store)
+    notes: list[str] = []
+    if store is not None:
+        if isinstance(connection, PaperExchange):
+            attach_paper_account(connection, store, bus)
+            notes = recover_paper(state, ledger, connection, now_ms())
+        store.bind(bus)
     engine = Engine(settings=settings, bus=bus, state=state, balance=balance,
                     connection=connection, trending=trending, ordering=ordering,
                     follow_orders=follow, ledger=ledger, risk=risk, started_ms=now_ms(),
-                    strategy=choice)
+                    strategy=choice, store=store, recovery_notes=tuple(notes), sanity=sanity)
     engine.resume()
     return engine
 

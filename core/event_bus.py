@@ -6,6 +6,11 @@ dispatched after the current one has reached every subscriber, in publication or
 subscriber sees events in the same global order, and the same input always gives the same
 decisions in live, paper and backtest.
 
+``gate`` (the edge sanity checks, core/sanity.py) sees every top-level event first, i.e. what
+comes from outside the engine, and may drop it. ``on_idle`` (the store of record's commit) is
+called after each top-level ``publish`` has dispatched everything it caused, before
+``publish`` returns: one engine transition, one commit.
+
 A handler that raises is logged, counted, reported as an ``EngineError`` and skipped; the other
 subscribers still get the event. ``BaseException`` (cancellation, KeyboardInterrupt) passes
 through.
@@ -31,7 +36,8 @@ class EventBus:
     subscribers (the journal uses it).
     """
 
-    __slots__ = ("_routes", "_full", "_catch_all", "_queue", "_dispatching", "errors")
+    __slots__ = ("_routes", "_full", "_catch_all", "_queue", "_dispatching", "errors", "on_idle",
+                 "gate")
 
     def __init__(self) -> None:
         self._routes: dict[type, tuple[Handler, ...]] = {}
@@ -39,6 +45,8 @@ class EventBus:
         self._queue: deque = deque()
         self._dispatching = False
         self.errors = 0
+        self.on_idle: Callable[[], Any] | None = None
+        self.gate: Callable[[Any], bool] | None = None
         self._full: dict[type, tuple[Handler, ...]] = {}
 
     def subscribe(self, event_type: type, handler: Handler) -> None:
@@ -65,6 +73,9 @@ class EventBus:
         if self._dispatching:
             self._queue.append(event)
             return
+        gate = self.gate
+        if gate is not None and not gate(event):
+            return
         self._dispatching = True
         try:
             for handler in self._full.get(type(event), self._catch_all):  # inlined: hot path
@@ -80,6 +91,13 @@ class EventBus:
             raise
         finally:
             self._dispatching = False
+        if self.on_idle is not None:
+            self.on_idle()
+
+    @property
+    def dispatching(self) -> bool:
+        """True while an event (and what it caused) is being dispatched."""
+        return self._dispatching
 
     def _dispatch(self, event: Any) -> None:
         for handler in self._full.get(type(event), self._catch_all):

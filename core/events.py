@@ -453,6 +453,21 @@ class EngineError:
     details: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputRejected:
+    """Exchange or market input the edge sanity checks kept from the engine (core/sanity.py).
+
+    ``kind`` is the rejected event's type name, ``detail`` its text (journaled: nothing is
+    lost), ``ts_ms`` its own timestamp.
+    """
+
+    kind: str
+    symbol: str
+    reason: str
+    detail: str
+    ts_ms: int
+
+
 # --------------------------------------------------------------------------- exchange adapter
 # Published by the live Binance adapter (core/binance/); the paper exchange never sends them.
 

@@ -16,6 +16,10 @@ Tables (money is TEXT holding a ``Decimal`` string, never REAL):
   the user data stream may deliver a fill twice around a reconnect.
 * ``trades``: one row per round trip (``ClosedTrade``).
 * ``equity``: one row per ``EquitySnapshot``.
+
+A bot that persists (``run``) with the SQLite journal has the store of record (``core/store.py``)
+write ``fills`` and ``trades`` in the same transaction as the state and ledger change that
+produced them: those rows cannot be rebuilt, so they never wait in the batch.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import logging
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from core.crashpoints import crash_point
 from core.event_bus import EventBus
 from core.events import (
     AccountConfigChanged,
@@ -41,6 +46,7 @@ from core.events import (
     EquitySnapshot,
     ExitReason,
     HaltRequest,
+    InputRejected,
     MarginCall,
     OrderRequest,
     OrderUpdate,
@@ -65,6 +71,9 @@ from core.journal_backend import (
 )
 from utils.aio import cancel_and_wait
 
+if TYPE_CHECKING:
+    from core.store import Store
+
 __all__ = ["JOURNALED_EVENTS", "SCHEMA_VERSION", "Journal", "JournalError", "to_jsonable"]
 
 logger = logging.getLogger(__name__)
@@ -79,7 +88,7 @@ JOURNALED_EVENTS = (
     TradeSignal, SignalRejected, CloseRequest, OrderRequest, OrderUpdate, PositionOpened,
     PositionUpdate, BalanceUpdate, TradeClosed, EquitySnapshot, StateChanged, ConnectionStatus,
     EngineError, ProtectiveOrderUpdate, PositionAdopted, MarginCall, AccountConfigChanged,
-    RateLimitBackoff, RiskRejected, HaltRequest,
+    RateLimitBackoff, RiskRejected, HaltRequest, InputRejected,
 )
 
 
@@ -124,8 +133,19 @@ def _symbol_of(event: Any) -> str | None:
     return getattr(event, "symbol", None) or None
 
 
-def _trade_row(trade: ClosedTrade) -> tuple:
+def trade_row(trade: ClosedTrade) -> tuple:
+    """The ``trades`` row of a round trip (``account`` is added by the writer)."""
     return tuple(to_jsonable(getattr(trade, name)) for name in _TRADE_FIELDS)
+
+
+def fill_row(event: OrderUpdate) -> tuple:
+    """The ``fills`` row of an OrderUpdate with a fill (``last_fill_qty > 0``)."""
+    return (
+        event.ts_ms, event.symbol, event.client_order_id, event.order_id,
+        event.trade_id or None,  # NULL never collides: fills without an id are all kept
+        event.side.value, str(event.last_fill_qty), str(event.last_fill_price),
+        str(event.commission), event.commission_asset, str(event.realized_pnl),
+    )
 
 
 def _trade_from_row(row: tuple) -> ClosedTrade:
@@ -149,6 +169,10 @@ class Journal:
             failing (and being retried at the next flush).
         url: a ``postgresql://`` URL (``JOURNAL_URL``); when set, ``db_path`` is not used.
         account: the account (``ACCOUNT``) every row is written with and every query reads.
+        store: the store of record (``core/store.py``) on the same SQLite file, its only
+            writer: it writes fills and round trips in the same transaction as the state that
+            produced them, and the journal hands it its batches (event log, equity) instead of
+            writing them over its own connection, which then only reads. Not with ``url``.
     """
 
     def __init__(
@@ -160,9 +184,12 @@ class Journal:
         busy_timeout_s: float = 2.0,
         url: str = "",
         account: str = "main",
+        store: Store | None = None,
     ) -> None:
         self._bus = bus
         self._account = account
+        self._store = None if url else store
+        self._rows_in_store = self._store is not None
         self._flush_interval_s = flush_interval_s
         self._backend: JournalBackend
         if url:
@@ -191,14 +218,11 @@ class Journal:
         pending = self._pending
         pending["events"].append((event.ts_ms, kind, _symbol_of(event), payload))
         if kind == "OrderUpdate" and event.last_fill_qty > 0:
-            pending["fills"].append((
-                event.ts_ms, event.symbol, event.client_order_id, event.order_id,
-                event.trade_id or None,  # NULL never collides: fills without an id are all kept
-                event.side.value, str(event.last_fill_qty), str(event.last_fill_price),
-                str(event.commission), event.commission_asset, str(event.realized_pnl),
-            ))
+            if not self._rows_in_store:  # else the store writes it, with the transition
+                pending["fills"].append(fill_row(event))
         elif kind == "TradeClosed":
-            pending["trades"].append(_trade_row(event.trade))
+            if not self._rows_in_store:
+                pending["trades"].append(trade_row(event.trade))
         elif kind == "EquitySnapshot":
             pending["equity"].append((
                 event.ts_ms, str(event.equity), str(event.wallet_balance),
@@ -276,6 +300,12 @@ class Journal:
             batch = {name: rows[:] for name, rows in self._pending.items() if rows}
             if not batch:
                 return True
+            crash_point("journal:flush")
+            if self._store is not None:  # the file's single writer; it keeps them until written
+                self._store.add_rows(batch)
+                for name, rows in batch.items():
+                    del self._pending[name][: len(rows)]
+                return not self.pending_count
             try:
                 await conn.execute_many(batch)
             except JournalError as exc:

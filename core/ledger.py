@@ -15,11 +15,10 @@ averages of the entry and exit fills. The exit reason is the intent of the closi
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from decimal import Decimal
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.event_bus import EventBus
 from core.events import (
@@ -30,14 +29,20 @@ from core.events import (
     OrderSide,
     OrderType,
     OrderUpdate,
+    PositionUpdate,
     Side,
     TradeClosed,
 )
-from utils.files import write_json_atomic
+from core.persisted import SYMBOL_RE, Fields, PersistError
+
+if TYPE_CHECKING:
+    from core.store import Store
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+LEDGER_KEY = "ledger"
+LEDGER_VERSION = 1
 SEEN_FILLS_MAX = 10_000  # fill ids remembered for de-duplication
 _STOP_REASONS = {OrderType.STOP_MARKET: ExitReason.SL,
                  OrderType.TAKE_PROFIT_MARKET: ExitReason.TP,
@@ -58,63 +63,119 @@ class _Open:
         self.gross = self.fees = self.funding = ZERO
 
 
-class LedgerError(ValueError):
-    """The ledger file exists but cannot be read; the message names the file."""
+class LedgerError(PersistError):
+    """The persisted ledger is invalid; the message names the file and the field."""
 
 
 class Ledger:
     """Builds round trips per symbol from OrderUpdate fills and funding BalanceUpdates.
 
-    With a ``path`` the running trades (entry fills, fees and funding so far) and the intents of
-    orders in flight are saved after every change and loaded at start, so a trade that spans a
-    restart is still booked whole.
+    With a ``store`` the running trades (entry fills, fees and funding so far) and the intents
+    of orders in flight are staged in the store of record with every change (same transaction
+    as the engine state) and loaded at start, so a trade that spans a restart is booked whole.
 
     Raises:
-        LedgerError: ``path`` exists but is not a ledger file.
+        LedgerError: the stored ledger document is invalid.
     """
 
-    def __init__(self, bus: EventBus, path: Path | None = None) -> None:
+    def __init__(self, bus: EventBus, store: Store | None = None) -> None:
         self._bus = bus
-        self._path = path
+        self._store = store
         self._open: dict[str, _Open] = {}
         self._intent: dict[str, str] = {}
         self._seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
         self.trades: list[ClosedTrade] = []
-        self._load()
+        if store is not None and (doc := store.get(LEDGER_KEY)) is not None:
+            self.restore(doc, f"{store.path} [{LEDGER_KEY}]")
         bus.subscribe(OrderRequest, self._on_request)
         bus.subscribe(OrderUpdate, self._on_update)
         bus.subscribe(BalanceUpdate, self._on_balance)
+        bus.subscribe(PositionUpdate, self._on_position)
 
     # ------------------------------------------------------------------ persistence
 
-    def _load(self) -> None:
-        if self._path is None or not self._path.exists():
-            return
-        try:
-            raw = json.loads(self._path.read_text("utf-8"))
-            for sym, d in raw.get("open", {}).items():
-                t = _Open(sym, Side(d["side"]), int(d["entry_ts"]))
-                for name in _DECIMAL_FIELDS:
-                    setattr(t, name, Decimal(d[name]))
-                self._open[sym] = t
-            self._intent = {str(k): str(v) for k, v in raw.get("intents", {}).items()}
-        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, OSError) as exc:
-            raise LedgerError(f"ledger file {self._path} is unreadable ({type(exc).__name__}); "
-                              "fix or move it away, then restart") from None
+    def restore(self, doc: Any, where: str) -> None:
+        """Load a ``snapshot()`` document, validated.
 
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        doc = {
+        Raises:
+            LedgerError: a field has the wrong type, is not finite or out of range, or the
+                version is unknown (``where`` and the field are named).
+        """
+        try:
+            f = Fields(doc, where)
+            f.version(LEDGER_VERSION)
+            opened: dict[str, _Open] = {}
+            for sym in f.obj("open"):
+                d = f.sub("open", sym)
+                if not SYMBOL_RE.match(sym):
+                    d.fail("", "is not a symbol")
+                t = _Open(sym, d.enum("side", Side), d.ts("entry_ts"))
+                for name in _DECIMAL_FIELDS:
+                    signed = name in ("gross", "funding")
+                    setattr(t, name, d.dec(name, minimum=None if signed else ZERO))
+                opened[sym] = t
+            intents = f.obj("intents")
+            for cid, intent in intents.items():
+                if not isinstance(intent, str):
+                    f.fail(f"intents.{cid}", f"must be a string, got {type(intent).__name__}")
+        except PersistError as exc:
+            raise LedgerError(str(exc)) from None
+        self._open, self._intent = opened, dict(intents)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Running trades and order intents, JSON-ready (money as decimal strings)."""
+        return {
+            "version": LEDGER_VERSION,
             "open": {s: {"side": t.side.value, "entry_ts": t.entry_ts,
                          **{n: str(getattr(t, n)) for n in _DECIMAL_FIELDS}}
                      for s, t in self._open.items()},
-            "intents": self._intent,
+            "intents": dict(self._intent),
         }
-        try:
-            write_json_atomic(self._path, doc)
-        except OSError as exc:
-            logger.error("could not save the ledger to %s: %s", self._path, exc)
+
+    def _save(self) -> None:
+        if self._store is not None:
+            self._store.stage(LEDGER_KEY, self.snapshot)
+
+    def reconcile(self, symbol: str, quantity: Decimal, entry_price: Decimal,
+                  ts_ms: int) -> str:
+        """Check the running trade on ``symbol`` against the position the exchange (or paper
+        account) reports: signed ``quantity`` (base asset), ``entry_price`` (USDT).
+
+        A running trade without a position is dropped (its exit was never seen: no fill, no
+        PnL can be booked); a position without a running trade starts one at the position's
+        entry price; a differing size is corrected. Returns what was done ("" = agreed).
+        """
+        t = self._open.get(symbol)
+        qty = abs(quantity)
+        if t is None and not qty:
+            return ""
+        if t is None:
+            t = self._open[symbol] = _Open(symbol, Side.LONG if quantity > 0 else Side.SHORT,
+                                           ts_ms)
+            t.qty = t.entry_qty = qty
+            t.entry_cost = qty * entry_price
+            note = f"{symbol}: running trade started from the position ({quantity})"
+        elif not qty:
+            del self._open[symbol]
+            note = f"{symbol}: running trade of {t.qty} dropped: no position"
+        elif t.qty != qty or (quantity > 0) != (t.side is Side.LONG):
+            if (quantity > 0) != (t.side is Side.LONG):
+                del self._open[symbol]
+                return self.reconcile(symbol, quantity, entry_price, ts_ms)
+            note = f"{symbol}: running trade size {t.qty} corrected to {qty}"
+            avg = t.entry_cost / t.entry_qty if t.entry_qty else entry_price
+            t.entry_qty = max(t.entry_qty + qty - t.qty, qty)
+            t.entry_cost = avg * t.entry_qty
+            t.qty = qty
+        else:
+            return ""
+        logger.warning("ledger recovery: %s", note)
+        self._save()
+        return note
+
+    @property
+    def open_symbols(self) -> list[str]:
+        return list(self._open)
 
     def open_trade(self, symbol: str) -> dict | None:
         """The running trade on ``symbol`` (fees and funding so far), or None."""
@@ -124,6 +185,10 @@ class Ledger:
         return {"symbol": t.symbol, "side": t.side, "quantity": t.qty, "fees": t.fees,
                 "funding": t.funding, "entry_ts_ms": t.entry_ts,
                 "entry_price": t.entry_cost / t.entry_qty if t.entry_qty else ZERO}
+
+    def _on_position(self, up: PositionUpdate) -> None:
+        if up.reason == "SNAPSHOT":  # the exchange's full view (start, reconnect): check it
+            self.reconcile(up.symbol, up.quantity, up.entry_price, up.ts_ms)
 
     def _on_request(self, req: OrderRequest) -> None:
         self._intent[req.client_order_id] = req.intent

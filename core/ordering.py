@@ -8,6 +8,7 @@ One position at a time across every configured symbol, held by an explicit state
                                                              OPEN <--exit failed, qty>0-- EXITING
     OPEN/ENTERING/EXITING --exchange reports position 0--> FLAT   (stop, liquidation, manual)
     FLAT --exchange reports a position--> OPEN                     (adopted)
+    ENTERING/EXITING, no order in flight --exchange reports a position--> OPEN  (recovery)
 
 Every transition goes through ``_transition`` (the table ``TRANSITIONS`` is the only door) and is
 persisted with the state. The bus is synchronous, so handlers run one at a time: the phase is
@@ -24,6 +25,7 @@ import logging
 from decimal import Decimal
 
 from core.balance import BalanceStore
+from core.crashpoints import crash_point
 from core.event_bus import EventBus
 from core.events import (
     CloseRequest,
@@ -68,6 +70,8 @@ TRANSITIONS: dict[tuple[PositionPhase, str], PositionPhase] = {
     (OP, "position_gone"): F,
     (EX, "position_gone"): F,
     (F, "position_adopted"): OP,
+    (EN, "position_confirmed"): OP,
+    (EX, "position_confirmed"): OP,
 }
 
 
@@ -166,6 +170,8 @@ class Ordering:
             return f"engine is {st.mode.value}", ZERO
         if st.phase is not F:
             return f"a position is already {st.phase.value} on {st.symbol}", ZERO
+        if st.store is not None and st.store.failing:
+            return f"state cannot be saved ({st.store.last_error}): no new entries", ZERO
         try:
             f = self._conn.filters(sig.symbol)
         except KeyError as exc:
@@ -228,6 +234,7 @@ class Ordering:
             trigger_price=trigger_price, ts_ms=ts_ms,
         )
         self._bus.publish(request)  # journal and ledger see it before any answer
+        crash_point("ordering:submit")
         self._conn.submit_order(request)
 
     # ------------------------------------------------------------------ exchange feedback
@@ -324,6 +331,14 @@ class Ordering:
             return
         if up.symbol != st.symbol:
             return
+        if st.phase is not OP and not st.orders:
+            # ENTERING/EXITING with no order in flight (none recorded, or all resolved): nothing
+            # will move it, so it goes to where the exchange says.
+            if up.quantity == 0:
+                self._transition("position_gone", up.ts_ms, "no order in flight, no position")
+            else:
+                self._confirm_position(up)
+            return
         if up.quantity == 0:
             if st.phase is EN:
                 if st.quantity == 0:
@@ -344,6 +359,21 @@ class Ordering:
                            st.quantity, abs(up.quantity))
             st.quantity, st.entry_price = abs(up.quantity), up.entry_price
             st.save()
+
+    def _confirm_position(self, up: PositionUpdate) -> None:
+        st = self.state
+        side = Side.LONG if up.quantity > 0 else Side.SHORT
+        if side is not st.side:
+            st.stop_loss = st.take_profit = ZERO  # levels of the other direction mean nothing
+        st.side, st.quantity, st.entry_price = side, abs(up.quantity), up.entry_price
+        st.opened_ms = st.opened_ms or up.ts_ms
+        st.close_pending, st.exit_attempts = "", 0
+        self._pending_levels = None
+        self._transition("position_confirmed", up.ts_ms, "no order in flight; position found")
+        self._bus.publish(PositionOpened(
+            symbol=st.symbol, side=st.side, quantity=st.quantity, entry_price=st.entry_price,
+            stop_loss=st.stop_loss, take_profit=st.take_profit, ts_ms=up.ts_ms,
+        ))
 
     # ------------------------------------------------------------------ mode
 

@@ -4,7 +4,7 @@ Transport-neutral: the composition root (bootstrap.py) builds one ``Services``; 
 runner there and the Telegram host (handlers/host.py) call ``start()`` / ``stop()``; neither
 knows how the other presents it. Owned here:
 
-* the engine (``build_engine``) and, in paper mode, the paper account file under DATA_DIR,
+* the engine (``build_engine``: store of record, startup recovery, paper account),
 * the journal (SQLite, or PostgreSQL with JOURNAL_URL), started and flushed,
 * the market feed: an owned task (today the replay feed; the Binance streams later), endless
   from the host's point of view and cancelled by ``stop()``,
@@ -23,21 +23,19 @@ position from the exchange (ORDERING reconciles) instead of leaving it naked for
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from core.engine import Engine, build_engine
 from core.event_bus import EventBus
 from core.events import (
-    BalanceUpdate,
     Candle,
     ConnectionStatus,
+    EngineError,
     EquitySnapshot,
     PositionPhase,
     PositionUpdate,
@@ -48,9 +46,7 @@ from core.journal import Journal, JournalError
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Component, Connection, Metric
-from core.replay.bar_ticks import position_side, with_bar_ticks
-from core.replay.source import ReplaySource
-from utils.files import write_json_atomic
+from core.replay.feed import feed_replay, replay_feed  # noqa: F401  (re-exported)
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -89,7 +85,7 @@ class Services:
 
     Raises:
         RunError: a mode this build cannot run, or an unreadable paper account file.
-        core.state.StateError: unreadable state file.
+        core.persisted.PersistError: an invalid store of record (names file and field).
     """
 
     def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True,
@@ -100,11 +96,10 @@ class Services:
                                    connection_factory=connection_factory)
         self._last_equity: EquitySnapshot | None = None
         self._feed = feed
-        if persist:
-            self._restore_paper()
         url = settings.journal_url
         self.journal = Journal(self.engine.bus, settings.db_path, account=settings.account,
-                               url=url.get_secret_value().strip() if url else "")
+                               url=url.get_secret_value().strip() if url else "",
+                               store=self.engine.store)
         self.feed_task: asyncio.Task[int] | None = None
         self.feed_done = asyncio.Event()
         self.events_fed = 0
@@ -159,6 +154,9 @@ class Services:
         await self.journal.start()
         self._started = True
         await self._restore_risk()
+        for note in self.engine.recovery_notes:  # corrections made at startup: tell the trader
+            self.engine.bus.publish(EngineError(source="recovery", message=note,
+                                                ts_ms=self.now_ms()))
         for component in self.components:
             await component.start()
             self._running.append(component)
@@ -238,6 +236,8 @@ class Services:
             await self.journal.stop()
             self._started = False
         await self.market.stop()
+        if self.engine.store is not None:
+            self.engine.store.close()
 
     # ------------------------------------------------------------------ views
 
@@ -325,6 +325,7 @@ class Services:
         else:
             feed = "running"
         paper = self.paper
+        store, sanity = self.engine.store, self.engine.sanity
         return {
             "feed": feed,
             "feed_error": self.feed_error,
@@ -335,12 +336,18 @@ class Services:
             "bus_errors": self.engine.bus.errors,
             "streams": {name: (st.up, st.detail) for name, st in self.connections.items()},
             "drops_10m": drops,
+            "store_failing": store.failing if store is not None else False,
+            "store_write_errors": store.write_errors if store is not None else 0,
+            "store_error": store.last_error if store is not None and store.failing else "",
+            "inputs_rejected": sanity.total if sanity is not None else 0,
+            "inputs_rejected_by_reason": dict(sanity.counts) if sanity is not None else {},
         }
 
     def health_check(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, details) for GET /healthz: unhealthy only when the market feed failed
-        (a restart may help); a HALTED engine is reported, not restarted (it waits for a
-        human, and would resume HALTED anyway)."""
+        """(healthy, details) for GET /healthz: unhealthy when the market feed failed (a
+        restart may help) or the store of record cannot save (disk full, too many open files:
+        new entries are refused meanwhile); a HALTED engine is reported, not restarted (it
+        waits for a human, and would resume HALTED anyway)."""
         h = self.health()
         st = self.engine.state
         details = {
@@ -351,8 +358,10 @@ class Services:
             if h["last_event_ms"] else None,
             "streams_down": sorted(k for k, (up, _) in h["streams"].items() if not up),
             "journal_pending": h["journal_pending"],
+            "store_failing": h["store_failing"], "store_error": h["store_error"],
+            "inputs_rejected": h["inputs_rejected"],
         }
-        return h["feed"] != "failed", details
+        return h["feed"] != "failed" and not h["store_failing"], details
 
     def metrics(self) -> list[Metric]:
         """Samples for GET /metrics (Prometheus): engine state, money, plumbing."""
@@ -390,6 +399,14 @@ class Services:
         for limit, count in sorted(self.engine.risk.refusals.items()):
             out.append(Metric("dort5bot_risk_refusals_total", "signals RISK refused, by limit",
                               count, "counter", labels={"limit": limit}))
+        out.append(Metric("dort5bot_store_failing", "1 while the store of record cannot save",
+                          1 if h["store_failing"] else 0))
+        out.append(Metric("dort5bot_store_write_errors_total", "failed store commits",
+                          h["store_write_errors"], "counter"))
+        for reason, count in sorted(h["inputs_rejected_by_reason"].items()):
+            out.append(Metric("dort5bot_inputs_rejected_total",
+                              "exchange/market input rejected by the edge sanity checks",
+                              count, "counter", labels={"reason": reason}))
         for name, (up, _detail) in h["streams"].items():
             out.append(Metric("dort5bot_stream_up", "1 while the stream is connected",
                               1 if up else 0, labels={"stream": name}))
@@ -404,77 +421,3 @@ class Services:
         self.connections[ev.stream] = ev
         if not ev.up:
             self._drops.append(ev.ts_ms)
-
-    # ------------------------------------------------------------------ paper account
-
-    def _account_path(self) -> Path:
-        return self.settings.data_dir / "paper_account.json"
-
-    def _restore_paper(self) -> None:
-        paper = self.paper
-        if paper is None:
-            return
-        path = self._account_path()
-        if path.exists():
-            try:
-                paper.restore(json.loads(path.read_text("utf-8")))
-            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-                raise RunError(f"paper account file {path} is unreadable "
-                               f"({type(exc).__name__}); move it away to start a fresh "
-                               "account") from None
-            logger.info("paper account restored from %s: wallet %s", path, paper.wallet)
-
-        def save(_ev: object) -> None:
-            try:
-                write_json_atomic(path, paper.snapshot())
-            except OSError as exc:
-                logger.error("could not save the paper account to %s: %s", path, exc)
-
-        self.engine.bus.subscribe(BalanceUpdate, save)
-        self.engine.bus.subscribe(PositionUpdate, save)
-
-
-YIELD_EVERY = 2_000  # events between yields to the loop at full speed
-
-
-async def feed_replay(engine: Engine, source: ReplaySource, speed: float,
-                      stop: asyncio.Event) -> int:
-    """Publish the source's events, paced at ``speed`` x exchange time (0 = no pacing)."""
-    publish = engine.bus.publish
-    count = 0
-    t0 = time.monotonic()
-    first_ts: int | None = None
-    for ev in with_bar_ticks(source, position_side(engine.state)):
-        if stop.is_set():
-            break
-        if first_ts is None:
-            first_ts = ev.ts_ms
-        if speed > 0:
-            due = t0 + (ev.ts_ms - first_ts) / 1000 / speed
-            delay = due - time.monotonic()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                    break
-                except TimeoutError:
-                    pass
-        publish(ev)
-        count += 1
-        if not count % YIELD_EVERY:
-            await asyncio.sleep(0)
-    return count
-
-
-def replay_feed(paths: Sequence[str | Path], *, speed: float, reorder_ms: int) -> FeedFn:
-    """A feed publishing recorded market data, paced at ``speed`` x exchange time (0 = as fast
-    as possible).
-
-    Raises:
-        core.replay.ReplayError: unknown or corrupt data file (now, not when the feed starts).
-    """
-    source = ReplaySource(paths, reorder_ms=reorder_ms)
-
-    async def feed(engine: Engine, stop: asyncio.Event) -> int:
-        return await feed_replay(engine, source, speed, stop)
-
-    return feed

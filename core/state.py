@@ -1,29 +1,32 @@
 """Engine state: mode (ARMED / DISARMED / HALTED), ORDERING's phase and position, open orders.
 
 One object, owned by ORDERING for the phase/position part and by the engine facade for the
-mode. Persisted as JSON (atomic replace) after every change when a path is given, so a restart
-resumes in the same state; backtests run it in memory (``path=None``).
+mode. Persisted in the store of record (``core/store.py``, document ``engine_state``) with the
+transition that changed it, so a restart resumes in the same state; backtests run it in memory
+(``store=None``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.events import EngineMode, PositionPhase, Side
-from utils.files import write_json_atomic
+from core.events import EngineMode, OrderSide, PositionPhase, Side
+from core.persisted import Fields, PersistError
+
+if TYPE_CHECKING:
+    from core.store import Store
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+STATE_KEY = "engine_state"
 
 
-class StateError(ValueError):
-    """The state file exists but cannot be read; the message names the file."""
+class StateError(PersistError):
+    """The persisted state is invalid; the message names the file and the field."""
 
 
 @dataclass(slots=True)
@@ -70,50 +73,76 @@ class EngineState:
     halt_reason: str = ""
     halted_ms: int = 0
     risk: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+    store: Store | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ persistence
 
     @classmethod
-    def load(cls, path: Path | None, *, default_mode: EngineMode) -> EngineState:
-        """Read the state file, or start fresh in ``default_mode`` when there is none.
+    def load(cls, store: Store | None, *, default_mode: EngineMode) -> EngineState:
+        """The state kept in ``store`` (document ``engine_state``), or a fresh one in
+        ``default_mode`` when there is none (or no store: backtests, in memory).
 
         Raises:
-            StateError: the file exists but is not a valid state file.
+            PersistError: the stored document is invalid (names the field).
         """
-        if path is None or not path.exists():
-            return cls(mode=default_mode, path=path)
+        if store is None:
+            return cls(mode=default_mode)
+        doc = store.get(STATE_KEY)
+        if doc is None:
+            return cls(mode=default_mode, store=store)
+        state = cls.from_doc(doc, f"{store.path} [{STATE_KEY}]")
+        state.store = store
+        return state
+
+    @classmethod
+    def from_doc(cls, doc: Any, where: str) -> EngineState:
+        """Validate and build from a ``to_dict()`` document.
+
+        Raises:
+            StateError: a field has the wrong type, is not finite or is out of range, the
+                version is unknown, or the fields contradict each other (``where`` names it).
+        """
         try:
-            raw = json.loads(path.read_text("utf-8"))
-            orders = {
-                k: TrackedOrder(**{**v, "quantity": Decimal(v["quantity"]),
-                                   "filled_qty": Decimal(v["filled_qty"])})
-                for k, v in raw.get("orders", {}).items()
-            }
-            return cls(
-                mode=EngineMode(raw["mode"]),
-                phase=PositionPhase(raw["phase"]),
-                symbol=raw.get("symbol", ""),
-                side=Side(raw["side"]) if raw.get("side") else None,
-                quantity=Decimal(raw.get("quantity", "0")),
-                entry_price=Decimal(raw.get("entry_price", "0")),
-                stop_loss=Decimal(raw.get("stop_loss", "0")),
-                take_profit=Decimal(raw.get("take_profit", "0")),
-                opened_ms=int(raw.get("opened_ms", 0)),
-                close_pending=raw.get("close_pending", ""),
-                exit_attempts=int(raw.get("exit_attempts", 0)),
-                orders=orders,
-                seq=int(raw.get("seq", 0)),
-                halt_reason=str(raw.get("halt_reason", "")),
-                halted_ms=int(raw.get("halted_ms", 0)),
-                risk=dict(raw.get("risk") or {}),
-                path=path,
+            f = Fields(doc, where)
+            f.version(STATE_VERSION)
+            orders: dict[str, TrackedOrder] = {}
+            for cid in f.obj("orders"):
+                o = f.sub("orders", cid)
+                orders[cid] = TrackedOrder(
+                    client_order_id=o.str_("client_order_id", max_len=36),
+                    symbol=o.symbol("symbol"),
+                    side=o.enum("side", OrderSide).value, quantity=o.dec("quantity"),
+                    intent=o.str_("intent", max_len=40), reduce_only=o.bool_("reduce_only"),
+                    submitted_ms=o.ts("submitted_ms"), filled_qty=o.dec("filled_qty", default="0"),
+                    status=o.str_("status", default="SUBMITTED", max_len=40),
+                )
+            side_raw = f.str_("side", default="")
+            state = cls(
+                mode=f.enum("mode", EngineMode), phase=f.enum("phase", PositionPhase),
+                symbol=f.symbol("symbol", default=""),
+                side=f.enum("side", Side) if side_raw else None,
+                quantity=f.dec("quantity", default="0"),
+                entry_price=f.dec("entry_price", default="0"),
+                stop_loss=f.dec("stop_loss", default="0"),
+                take_profit=f.dec("take_profit", default="0"),
+                opened_ms=f.ts("opened_ms", default=0),
+                close_pending=f.str_("close_pending", default="", max_len=40),
+                exit_attempts=f.int_("exit_attempts", default=0, maximum=1000),
+                orders=orders, seq=f.int_("seq", default=0),
+                halt_reason=f.str_("halt_reason", default="", max_len=500),
+                halted_ms=f.ts("halted_ms", default=0),
+                risk=dict(f.obj("risk")),
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
-            raise StateError(
-                f"state file {path} is unreadable ({type(exc).__name__}); "
-                "fix or move it away, then restart"
-            ) from None
+            if state.phase is PositionPhase.FLAT:
+                if state.quantity:
+                    f.fail("quantity", f"is {state.quantity} while the phase is FLAT")
+            elif not state.symbol or state.side is None:
+                f.fail("symbol", f"and side are required in phase {state.phase.value}")
+            elif state.phase is PositionPhase.OPEN and state.quantity <= 0:
+                f.fail("quantity", "must be > 0 in phase OPEN")
+            return state
+        except PersistError as exc:
+            raise StateError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,14 +169,11 @@ class EngineState:
         }
 
     def save(self) -> None:
-        """Write atomically (temp file + rename). A failure is logged, never raised: the
-        in-memory state stays authoritative and the next change retries the write."""
-        if self.path is None:
-            return
-        try:
-            write_json_atomic(self.path, self.to_dict(), indent=1)
-        except OSError as exc:
-            logger.error("could not save state to %s: %s", self.path, exc)
+        """Stage the state in the store of record: written with the current transition (at
+        once outside one). A failed write is the store's to report; the in-memory state stays
+        authoritative and the next commit retries."""
+        if self.store is not None:
+            self.store.stage(STATE_KEY, self.to_dict)
 
     # ------------------------------------------------------------------ helpers
 

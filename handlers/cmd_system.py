@@ -60,6 +60,10 @@ def health_text(context: ContextTypes.DEFAULT_TYPE) -> str:
         t("Connection drops in the last 10 minutes: {count}", count=h["drops_10m"]),
         t("Journal: {pending} rows pending, {errors} write errors",
           pending=h["journal_pending"], errors=h["journal_write_errors"]),
+        t("Store of record: {state}, {errors} write errors",
+          state=t.plain("failing: new entries refused") if h["store_failing"] else t.plain("ok"),
+          errors=h["store_write_errors"]),
+        t("Inputs rejected by sanity checks: {count}", count=h["inputs_rejected"]),
         t("Event bus: {errors} handler errors", errors=h["bus_errors"]),
         t("Telegram outbox: {pending} pending, {sent} sent, {retries} retries, {dead} set aside "
           "for good", pending=d.outbox.pending, sent=d.outbox.sent, retries=d.outbox.retries,

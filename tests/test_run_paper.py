@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import json
 import sqlite3
 from decimal import Decimal
 
 import pytest
 
+from core.store import read_document
 from main import main
 from tests.conftest import shared_file
 
@@ -52,8 +52,8 @@ def test_paper_run_journals_trades_and_the_wallet_adds_up(env, capsys):
     nets = [Decimal(n) for (n,) in db.execute("SELECT net_pnl FROM trades")]
     assert len(nets) >= 1
     assert db.execute("SELECT COUNT(*) FROM fills").fetchone()[0] >= 2 * len(nets)
-    account = json.loads((env / "paper_account.json").read_text())
-    state = json.loads((env / "state.json").read_text())
+    account = read_document(env / "journal.sqlite3", "paper_account")
+    state = read_document(env / "journal.sqlite3", "engine_state")
     if state["phase"] == "FLAT":
         assert Decimal(account["wallet"]) == Decimal("1000") + sum(nets)
     assert "ENTRY" in capsys.readouterr().out  # headless: alerts go to the console
@@ -69,9 +69,9 @@ def test_paper_run_journals_trades_and_the_wallet_adds_up(env, capsys):
 def test_restart_mid_position_resumes_and_closes_it(env, tmp_path):
     part1, part2 = split_capture(tmp_path)
     assert main(["run", "--replay", str(part1), "--speed", "0"]) == 0
-    state = json.loads((env / "state.json").read_text())
+    state = read_document(env / "journal.sqlite3", "engine_state")
     assert state["phase"] == "OPEN" and state["mode"] == "ARMED"
-    account = json.loads((env / "paper_account.json").read_text())
+    account = read_document(env / "journal.sqlite3", "paper_account")
     assert list(account["positions"]) == ["BTCUSDT"]
     held = Decimal(account["positions"]["BTCUSDT"]["qty"])
 
@@ -85,8 +85,8 @@ def test_restart_mid_position_resumes_and_closes_it(env, tmp_path):
     starts = [t[1] for t in trades]
     ends = [t[2] for t in trades]
     assert all(ends[i] <= starts[i + 1] for i in range(len(trades) - 1))  # never two at once
-    final = json.loads((env / "paper_account.json").read_text())
-    state = json.loads((env / "state.json").read_text())
+    final = read_document(env / "journal.sqlite3", "paper_account")
+    state = read_document(env / "journal.sqlite3", "engine_state")
     if state["phase"] == "FLAT":
         total = sum(Decimal(t[3]) for t in trades)
         assert Decimal(final["wallet"]) == Decimal("1000") + total

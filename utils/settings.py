@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     # --- replay
     replay_reorder_ms: int = Field(2_000, ge=0, le=600_000)
 
+    # --- edge sanity checks of exchange and market input (core/sanity.py)
+    sanity_max_price_jump_pct: float = Field(10.0, gt=0, le=1000)  # from the last price
+    sanity_max_future_s: float = Field(60.0, gt=0, le=86_400)  # timestamp ahead of the clock
+
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -10,8 +10,8 @@
   the number of market events published.
 
 Keys: BINANCE_API_KEY with BINANCE_API_SECRET (HMAC) or BINANCE_PRIVATE_KEY_PATH (Ed25519).
-Orders and SL/TP of the previous run are read (read-only) from the state file, so a restart
-resolves them and can re-place missing stops.
+Orders and SL/TP of the previous run are read (read-only) from the store of record, so a
+restart resolves them and can re-place missing stops.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from core.binance.signing import Ed25519Signer, HmacSigner, KeyFileError, Signer
 from core.binance.streams import MarketStreams, stream_names
 from core.event_bus import EventBus
 from core.events import EngineMode, StateChanged
+from core.migrate import open_store
+from core.persisted import PersistError
 from core.ports import Connection
-from core.state import EngineState, StateError
+from core.state import EngineState
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -81,12 +83,16 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
     resume_orders: tuple[tuple[Any, ...], ...] = ()
     resume_levels: dict[str, tuple[Decimal, Decimal]] = {}
     try:
-        state = EngineState.load(settings.state_path, default_mode=EngineMode.DISARMED)
+        store = open_store(settings.data_dir, settings.db_path, account=settings.account)
+        try:
+            state = EngineState.load(store, default_mode=EngineMode.DISARMED)
+        finally:
+            store.close()
         resume_orders = tuple((o.symbol, o.client_order_id, o.side, o.quantity, o.reduce_only,
                                o.submitted_ms) for o in state.orders.values())
         if state.symbol and (state.stop_loss > 0 or state.take_profit > 0):
             resume_levels[state.symbol] = (state.stop_loss, state.take_profit)
-    except StateError:
+    except PersistError:
         pass  # build_engine reports it
     kw: dict[str, Any] = dict(
         name=settings.trading_mode, rest_url=settings.binance_url("rest"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -22,6 +23,7 @@ from core.events import (
 )
 from core.ledger import Ledger, LedgerError
 from core.paper import PaperExchange
+from core.store import Store
 
 D = Decimal
 SYM = "BTCUSDT"
@@ -30,7 +32,11 @@ SYM = "BTCUSDT"
 class Books:
     def __init__(self, path=None) -> None:
         self.bus = EventBus()
-        self.ledger = Ledger(self.bus, path)
+        store = None
+        if path is not None:
+            store = Store.open(path)
+            store.bind(self.bus)
+        self.ledger = Ledger(self.bus, store)
         self.closed: list[TradeClosed] = []
         self.bus.subscribe(TradeClosed, self.closed.append)
         self._trade_id = 0
@@ -242,7 +248,7 @@ def test_paper_liquidation_is_a_trade_losing_margin_plus_entry_fee():
 
 
 def test_a_trade_spanning_a_restart_is_booked_whole(tmp_path):
-    path = tmp_path / "ledger.json"
+    path = tmp_path / "journal.sqlite3"
     before = Books(path)
     before.request("E1", OrderSide.BUY, "0.010", "ENTRY", ts=1_000)
     before.fill("E1", OrderSide.BUY, "0.010", "50000.0", fee="0.25", ts=1_000)
@@ -259,9 +265,17 @@ def test_a_trade_spanning_a_restart_is_booked_whole(tmp_path):
     assert Books(path).ledger.open_trade(SYM) is None  # nothing left open on disk
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"open": {"BTCUSDT": {"side": "UP"}}}', "[]"])
-def test_an_unreadable_ledger_file_is_a_clear_error(tmp_path, content):
-    path = tmp_path / "ledger.json"
-    path.write_text(content)
-    with pytest.raises(LedgerError, match="ledger.json"):
-        Ledger(EventBus(), path)
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"open": {"BTCUSDT": {"side": "UP"}}}, "open.BTCUSDT.side"),
+    ([], "(document)"),
+    ({"open": {"BTCUSDT": {"side": "LONG", "entry_ts": 1, "qty": "NaN"}}}, "open.BTCUSDT.qty"),
+    ({"open": {"BTCUSDT": {"side": "LONG", "entry_ts": 1, "qty": "-1"}}}, "open.BTCUSDT.qty"),
+    ({"open": {"123": {"side": "LONG"}}}, "open.123."),
+    ({"version": 99}, "version"),
+    ({"intents": {"c1": 5}}, "intents.c1"),
+])
+def test_an_invalid_stored_ledger_is_a_clear_error(tmp_path, doc, field):
+    path = tmp_path / "journal.sqlite3"
+    Store.open(path).write({"ledger": doc})
+    with pytest.raises(LedgerError, match=rf"journal.sqlite3 \[ledger\]: field '{re.escape(field)}"):
+        Ledger(EventBus(), Store.open(path))

@@ -28,6 +28,7 @@ from core.events import (
 )
 from core.ordering import TRANSITIONS, Ordering
 from core.state import EngineState
+from core.store import Store
 from tests.fakes.ports import FakeExchange, fund
 
 D = Decimal
@@ -38,7 +39,10 @@ QTY = {"BTCUSDT": D("0.0105"), "ETHUSDT": D("0.105")}
 def make(mode=EngineMode.ARMED, path=None, balance="10000"):
     bus = EventBus()
     ex = FakeExchange(bus, dict(PRICES))
-    state = EngineState.load(path, default_mode=mode)
+    db = Store.open(path) if path is not None else None
+    state = EngineState.load(db, default_mode=mode)
+    if db is not None:
+        db.bind(bus)
     store = BalanceStore(bus)
     ordering = Ordering(bus, ex, state, store, max_notional=D("1000"))
     # RISK (tested in tests/core/risk/) stands aside here: every signal is approved
@@ -198,7 +202,7 @@ def test_duplicate_fill_updates_are_not_double_counted():
 
 
 def test_state_survives_restart(tmp_path):
-    path = tmp_path / "state.json"
+    path = tmp_path / "journal.sqlite3"
     bus, ex, o, _ = make(path=path)
     bus.publish(signal())
     ex.fill(ex.submitted[0].client_order_id)

@@ -6,7 +6,6 @@ import json
 import os
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.events import EngineMode, PositionPhase, Side
-from core.state import EngineState, StateError, TrackedOrder
+from core.state import EngineState, TrackedOrder
+from core.store import Store
 from utils.settings import Settings, SettingsError, load_settings, parse_timeframe
 
 D = Decimal
@@ -24,8 +24,8 @@ CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")  # Binance newClientOrd
 # --------------------------------------------------------------------------- EngineState
 
 
-def _busy_state(path: Path | None) -> EngineState:
-    st_ = EngineState(mode=EngineMode.ARMED, path=path)
+def _busy_state(store: Store | None) -> EngineState:
+    st_ = EngineState(mode=EngineMode.ARMED, store=store)
     st_.phase = PositionPhase.EXITING
     st_.symbol = "BTCUSDT"
     st_.side = Side.SHORT
@@ -47,11 +47,11 @@ def _busy_state(path: Path | None) -> EngineState:
 
 
 def test_state_save_load_round_trip(tmp_path):
-    path = tmp_path / "sub" / "state.json"
-    original = _busy_state(path)
+    path = tmp_path / "sub" / "journal.sqlite3"
+    original = _busy_state(Store.open(path))
     original.save()
 
-    loaded = EngineState.load(path, default_mode=EngineMode.DISARMED)
+    loaded = EngineState.load(Store.open(path), default_mode=EngineMode.DISARMED)
 
     assert loaded == original
     assert loaded.seq == 2 and loaded.mode is EngineMode.ARMED
@@ -61,18 +61,17 @@ def test_state_save_load_round_trip(tmp_path):
     # Decimals keep their exact text, trailing zeros included
     assert [str(o.filled_qty) for o in loaded.orders.values()] == ["0.012", "0.00500000"]
     assert str(loaded.entry_price) == "64123.40"
-    assert not list(path.parent.glob("*.tmp"))
 
 
 def test_flat_state_round_trip(tmp_path):
-    path = tmp_path / "state.json"
-    original = EngineState(mode=EngineMode.HALTED, path=path)
+    path = tmp_path / "journal.sqlite3"
+    original = EngineState(mode=EngineMode.HALTED, store=Store.open(path))
     original.save()
-    assert EngineState.load(path, default_mode=EngineMode.ARMED) == original
+    assert EngineState.load(Store.open(path), default_mode=EngineMode.ARMED) == original
 
 
-def test_missing_file_starts_fresh_in_the_default_mode(tmp_path):
-    state = EngineState.load(tmp_path / "none.json", default_mode=EngineMode.ARMED)
+def test_empty_store_starts_fresh_in_the_default_mode(tmp_path):
+    state = EngineState.load(Store.open(tmp_path / "db"), default_mode=EngineMode.ARMED)
     assert state.mode is EngineMode.ARMED and state.phase is PositionPhase.FLAT
     assert state.orders == {} and state.seq == 0
 
@@ -83,42 +82,6 @@ def test_in_memory_state_never_writes(tmp_path, monkeypatch):
     state.next_client_order_id("E", 1)
     state.save()
     assert list(tmp_path.iterdir()) == []
-
-
-CORRUPT = {
-    "truncated json": '{"mode": "ARMED", "pha',
-    "not an object": "[]",
-    "a string": '"ARMED"',
-    "unknown mode": '{"mode": "SLEEPY", "phase": "FLAT"}',
-    "missing phase": '{"mode": "ARMED"}',
-    "bad decimal": '{"mode": "ARMED", "phase": "OPEN", "quantity": "lots"}',
-    "orders not a mapping": '{"mode": "ARMED", "phase": "FLAT", "orders": []}',
-    "order missing fields": '{"mode": "ARMED", "phase": "FLAT", "orders": {"a": {"quantity":'
-                            ' "1", "filled_qty": "0"}}}',
-}
-
-
-@pytest.mark.parametrize("case", list(CORRUPT))
-def test_corrupt_state_file_raises_state_error_naming_the_file(tmp_path, case):
-    path = tmp_path / "state.json"
-    path.write_text(CORRUPT[case], "utf-8")
-    with pytest.raises(StateError) as err:
-        EngineState.load(path, default_mode=EngineMode.DISARMED)
-    assert str(path) in str(err.value)
-
-
-def test_undecodable_state_file_raises_state_error(tmp_path):
-    path = tmp_path / "state.json"
-    path.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(StateError, match=re.escape(str(path))):
-        EngineState.load(path, default_mode=EngineMode.DISARMED)
-
-
-def test_unreadable_state_path_raises_state_error(tmp_path):
-    path = tmp_path / "state.json"
-    path.mkdir()  # exists, but cannot be read as a file
-    with pytest.raises(StateError, match=re.escape(str(path))):
-        EngineState.load(path, default_mode=EngineMode.DISARMED)
 
 
 @settings(max_examples=50, deadline=None)
@@ -136,12 +99,12 @@ def test_client_order_ids_are_unique_short_and_valid(kinds, ts_ms, start_seq):
 
 
 def test_seq_persists_so_ids_never_repeat_after_restart(tmp_path):
-    path = tmp_path / "state.json"
-    first = EngineState.load(path, default_mode=EngineMode.ARMED)
+    path = tmp_path / "journal.sqlite3"
+    first = EngineState.load(Store.open(path), default_mode=EngineMode.ARMED)
     before = {first.next_client_order_id("E", 1_000) for _ in range(3)}
     first.save()
 
-    second = EngineState.load(path, default_mode=EngineMode.ARMED)
+    second = EngineState.load(Store.open(path), default_mode=EngineMode.ARMED)
     assert second.seq == first.seq == 3
     after = {second.next_client_order_id("E", 1_000) for _ in range(3)}  # same ms as before
     assert len(after) == 3 and before.isdisjoint(after)

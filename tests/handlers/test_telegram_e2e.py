@@ -26,6 +26,7 @@ import pytest
 from core.alerts import ALERT_EVENTS, alert_text
 from core.events import EngineMode, PositionPhase
 from core.services import Services, replay_feed
+from core.store import read_document
 from handlers.alert_texts import render
 from handlers.common import DEPS_KEY
 from handlers.host import HostOptions, build_application, serve
@@ -657,7 +658,7 @@ async def test_sigterm_stops_cleanly_with_goodbye_and_position_left_open(tmp_pat
         for admin in (ADMIN, ADMIN2):
             goodbye = fake.texts_to(admin)[-1]
             assert "goodbye" in goodbye and "stays open with its protective stops" in goodbye
-        state = json.loads((tmp_path / "data" / "state.json").read_text())
+        state = read_document(tmp_path / "data" / "journal.sqlite3", "engine_state")
         assert state["phase"] == "OPEN" and state["side"] == "SHORT"
         db = sqlite3.connect(tmp_path / "data" / "journal.sqlite3")
         try:
