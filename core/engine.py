@@ -35,13 +35,13 @@ from core.recovery import recover_paper
 from core.risk import RiskGuardian, RiskLimits
 from core.sanity import EdgeSanity
 from core.state import EngineState
+from core.store import Store
 from core.strategies.selection import (
     StrategyChoice,
     active_strategy,
     params_from_settings,
     save_choice,
 )
-from core.store import Store
 from core.trending import Trending
 from utils.settings import Settings
 

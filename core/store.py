@@ -55,6 +55,10 @@ _UPSERT = ("INSERT INTO store (key, body) VALUES (?, ?)"
 _ROW_SQL = {table: SQLITE.insert(table) for table in COLUMNS}  # account first, then the row
 
 
+def _constant(doc: Any) -> Callable[[], Any]:
+    return lambda: doc
+
+
 class StoreError(PersistError):
     """The store's database cannot be opened or read; the message names the file."""
 
@@ -150,7 +154,7 @@ class Store:
 
     def put(self, key: str, doc: Any) -> None:
         """Write ``doc`` (JSON-ready) in the current transition."""
-        self.stage(key, lambda: doc)
+        self.stage(key, _constant(doc))
 
     def stage(self, key: str, producer: Callable[[], Any]) -> None:
         """``producer()`` is written under ``key`` at the end of the current transition (at
@@ -163,7 +167,7 @@ class Store:
     def write(self, docs: dict[str, Any]) -> bool:
         """Write several documents in one transaction now; True when committed."""
         for key, doc in docs.items():
-            self._staged[key] = lambda doc=doc: doc
+            self._staged[key] = _constant(doc)
         return self.commit()
 
     def stage_every_commit(self, key: str, producer: Callable[[], Any]) -> None:

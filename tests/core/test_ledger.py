@@ -277,5 +277,6 @@ def test_a_trade_spanning_a_restart_is_booked_whole(tmp_path):
 def test_an_invalid_stored_ledger_is_a_clear_error(tmp_path, doc, field):
     path = tmp_path / "journal.sqlite3"
     Store.open(path).write({"ledger": doc})
-    with pytest.raises(LedgerError, match=rf"journal.sqlite3 \[ledger\]: field '{re.escape(field)}"):
+    where = rf"journal.sqlite3 \[ledger\]: field '{re.escape(field)}"
+    with pytest.raises(LedgerError, match=where):
         Ledger(EventBus(), Store.open(path))
