@@ -18,6 +18,7 @@ E = TypeVar("E", bound=Enum)
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 MAX_MS = 4_102_444_800_000  # 2100-01-01: no persisted exchange time is later
 MAX_LEVERAGE = 125
+MAX_DECIMAL = Decimal("1e15")  # no quantity, price or USDT amount of this bot comes close
 
 
 class PersistError(ValueError):
@@ -54,7 +55,8 @@ class Fields:
 
     def dec(self, name: str, *, default: Any = None, minimum: Decimal | None = Decimal(0),
             ) -> Decimal:
-        """A finite Decimal (JSON string or integer) >= ``minimum`` (None: any sign)."""
+        """A finite Decimal (JSON string or integer) >= ``minimum`` (None: any sign), at most
+        ``MAX_DECIMAL`` in magnitude."""
         raw = self._get(name, _REQUIRED if default is None else default)
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
             self.fail(name, f"must be a decimal string, got {type(raw).__name__}")
@@ -66,6 +68,8 @@ class Fields:
             self.fail(name, f"is not finite ({raw})")
         if minimum is not None and value < minimum:
             self.fail(name, f"is {value}, below {minimum}")
+        if abs(value) > MAX_DECIMAL:
+            self.fail(name, f"is {str(raw)[:20]}, beyond {MAX_DECIMAL:.0e}")
         return value
 
     def int_(self, name: str, *, default: Any = None, minimum: int = 0,
