@@ -75,11 +75,12 @@ def unlimited(conn) -> None:
     conn.limiter.observe_headers = lambda headers: None
 
 
-async def tick_to_order(fake: FakeBinance, data_dir: Path, signals: int) -> list[float]:
+async def tick_to_order(fake: FakeBinance, data_dir: Path, signals: int,
+                        persist: bool = False) -> list[float]:
     settings = settings_for(fake, data_dir)
     setup = live_connection_factory(settings, **FAST | {"request_timeout_s": 5.0})
     engine = build_engine(settings, connection_factory=setup.connection_factory,
-                          persist=False, default_mode=EngineMode.DISARMED)
+                          persist=persist, default_mode=EngineMode.DISARMED)
     conn = engine.connection
     await conn.start()
     streams = MarketStreams(fake.stream_url, stream_names(["BTCUSDT"], ["aggTrade"]),
@@ -157,7 +158,8 @@ async def amain(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeBinance(balance=D("1000000")) as fake:
-            samples = await tick_to_order(fake, Path(tmp) / "a", args.signals)
+            samples = await tick_to_order(fake, Path(tmp) / "a", args.signals,
+                                          persist=args.persist)
         async with FakeBinance(balance=D("1000000")) as fake:
             ws, rest = await round_trips(fake, Path(tmp) / "b", args.round_trips)
     print(f"python {sys.version.split()[0]}, loopback, fake Binance in-process")
@@ -173,6 +175,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--signals", type=int, default=1000)
     ap.add_argument("--round-trips", type=int, default=500)
+    ap.add_argument("--persist", action="store_true",
+                    help="persist engine state as `run` does (DATA_DIR in a temp folder)")
     asyncio.run(amain(ap.parse_args()))
 
 

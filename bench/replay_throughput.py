@@ -37,9 +37,21 @@ CAPTURES = ["btcusdt_20240808.gz", "ethusdt_20240808.gz", "btcusdt_20230405.dat.
 DEMO = dict(timeframe="5s", ema_fast=5, ema_slow=13, adx_period=7, adx_min=15)
 
 
+PERSIST = "--persist" in sys.argv
+
+
 def _engine(symbol: str):
-    settings = load_settings(symbols=symbol, initial_balance=Decimal("1000"), **DEMO)
-    engine = build_engine(settings, persist=False, default_mode=EngineMode.ARMED)
+    if PERSIST:  # as `run` does: state, ledger and paper account persisted under DATA_DIR
+        import tempfile
+
+        from core.services import Services
+
+        settings = load_settings(symbols=symbol, initial_balance=Decimal("1000"),
+                                 data_dir=tempfile.mkdtemp(), paper_start_armed=True, **DEMO)
+        engine = Services(settings, feed=None, persist=True).engine
+    else:
+        settings = load_settings(symbols=symbol, initial_balance=Decimal("1000"), **DEMO)
+        engine = build_engine(settings, persist=False, default_mode=EngineMode.ARMED)
     engine.connection.publish_balance(0, "DEPOSIT")
     return engine
 
@@ -74,7 +86,8 @@ def run_file(path: Path, symbol: str) -> tuple[int, float, int]:
 
 def peak_rss_mb(path: Path) -> float:
     """Peak RSS (MB) of a fresh interpreter that replays ``path`` once through the engine."""
-    out = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True,
+    extra = ["--persist"] if PERSIST else []
+    out = subprocess.run([sys.executable, __file__, "--child", str(path), *extra], check=True,
                          capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -84,6 +97,8 @@ def main() -> int:
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--persist", action="store_true",
+                    help="persist state, ledger and paper account as `run` does")
     args = ap.parse_args()
     if args.child:
         run_file(args.child, _symbol_of(args.child))

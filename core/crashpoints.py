@@ -43,8 +43,9 @@ def crash_point(name: str) -> None:
         return
     _LEFT -= 1
     if _LEFT <= 0:
+        action = _ACTION
         arm("")
-        _ACTION()
+        action()
 
 
 arm(os.environ.get("DORT5BOT_CRASH_AT", ""))

@@ -29,6 +29,7 @@ the next commit, counts ``write_errors``, sets ``failing`` (the bot refuses new 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -226,8 +227,9 @@ class Store:
                     crash_point(f"commit:{name}")
                 conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # gone with the connection
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as exc:
             self._on_failure(exc)
