@@ -46,7 +46,8 @@ from core.events import (  # noqa: E402
     Side,
     TradeSignal,
 )
-from tests.fakes.binance import FakeBinance, eventually  # noqa: E402
+from tests.conftest import eventually  # noqa: E402
+from tests.fakes.binance import FakeBinance  # noqa: E402
 from tests.fakes.live_harness import FAST, settings_for  # noqa: E402
 
 D = Decimal

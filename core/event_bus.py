@@ -6,10 +6,10 @@ dispatched after the current one has reached every subscriber, in publication or
 subscriber sees events in the same global order, and the same input always gives the same
 decisions in live, paper and backtest.
 
-``gate`` (the edge sanity checks, core/sanity.py) sees every top-level event first, i.e. what
-comes from outside the engine, and may drop it. ``on_idle`` (the store of record's commit) is
-called after each top-level ``publish`` has dispatched everything it caused, before
-``publish`` returns: one engine transition, one commit.
+``gates`` (type -> check; the edge sanity checks, core/sanity.py) see every top-level event of
+their type first, i.e. what comes from outside the engine, and may drop it. ``on_idle`` (set by
+the store of record while something is staged) is called after a top-level ``publish`` has
+dispatched everything it caused, before ``publish`` returns: one engine transition, one commit.
 
 A handler that raises is logged, counted, reported as an ``EngineError`` and skipped; the other
 subscribers still get the event. ``BaseException`` (cancellation, KeyboardInterrupt) passes
@@ -37,7 +37,7 @@ class EventBus:
     """
 
     __slots__ = ("_routes", "_full", "_catch_all", "_queue", "_dispatching", "errors", "on_idle",
-                 "gate")
+                 "gates")
 
     def __init__(self) -> None:
         self._routes: dict[type, tuple[Handler, ...]] = {}
@@ -46,7 +46,7 @@ class EventBus:
         self._dispatching = False
         self.errors = 0
         self.on_idle: Callable[[], Any] | None = None
-        self.gate: Callable[[Any], bool] | None = None
+        self.gates: dict[type, Callable[[Any], bool]] = {}
         self._full: dict[type, tuple[Handler, ...]] = {}
 
     def subscribe(self, event_type: type, handler: Handler) -> None:
@@ -73,7 +73,7 @@ class EventBus:
         if self._dispatching:
             self._queue.append(event)
             return
-        gate = self.gate
+        gate = self.gates.get(type(event))
         if gate is not None and not gate(event):
             return
         self._dispatching = True

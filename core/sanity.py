@@ -1,6 +1,6 @@
 """Edge sanity checks: exchange and market input is checked before the engine sees it.
 
-One gate on the bus (``EventBus.gate``) checks every event published from outside the engine
+A gate on the bus (``EventBus.gates``) checks every event published from outside the engine
 (a top-level ``publish``: live streams, the user data stream, reconciliation, a replay); what
 the engine's own modules publish while reacting (the paper exchange's fills) is not checked.
 Rejected, with a reason:
@@ -69,33 +69,36 @@ class EdgeSanity:
         self._max_future_ms = max_future_ms
         self._clock = clock
         self._horizon = 0
-        self._last: dict[str, float] = {}
+        self._band: dict[str, tuple[float, float]] = {}  # symbol -> accepted price range
         self._pending: dict[str, tuple[float, int]] = {}
         self._position_ms: dict[str, int] = {}
         self._recent: dict[str, list[int]] = {}
         self.counts: dict[str, int] = {}
         self.total = 0
-        self._checks: dict[type, Callable[[Any], str]] = {
+        self._checks: dict[type, Callable[[Any], bool]] = {
             MarketTick: self._tick, BarTick: self._tick, BookTicker: self._book,
             MarkPrice: self._mark, Candle: self._candle, FundingRate: self._funding,
             OrderUpdate: self._order, PositionUpdate: self._position,
         }
 
     def install(self, bus: EventBus) -> None:
-        bus.gate = self.admit
+        """Make this the bus's gate: ``bus.gates[type](event) -> bool`` per checked type."""
+        bus.gates = dict(self._checks)
 
     def admit(self, ev: Any) -> bool:
         """True when ``ev`` may reach the engine; else it is reported and dropped."""
         check = self._checks.get(type(ev))
-        if check is None:
-            return True
-        reason = check(ev)
+        return True if check is None else check(ev)
+
+    def _verdict(self, ev: Any, reason: str) -> bool:
         if not reason:
             return True
         self._reject(ev, reason)
         return False
 
     # ------------------------------------------------------------------ checks (reason or "")
+    # Hot path: one comparison chain against the symbol's band (last accepted price +/- the
+    # allowed jump) and the cached time horizon; anything outside goes the slow, complete way.
 
     def _future(self, ts: int) -> bool:
         if ts <= self._horizon:
@@ -103,58 +106,83 @@ class EdgeSanity:
         self._horizon = self._clock() + self._max_future_ms
         return ts > self._horizon
 
-    def _price(self, symbol: str, p: float) -> str:
+    def _accept(self, symbol: str, p: float) -> None:
+        self._band[symbol] = (p * self._lo, p * self._hi)
+
+    def _price(self, symbol: str, p: float, ts: int) -> str:
+        if self._future(ts):
+            return "timestamp in the future"
         if not 0 < p < INF:
             return "price not positive and finite"
-        last = self._last.get(symbol)
-        if last is None or last * self._lo <= p <= last * self._hi:
-            self._last[symbol] = p
-            if self._pending:
-                self._pending.pop(symbol, None)
+        band = self._band.get(symbol)
+        if band is None or band[0] <= p <= band[1]:
+            self._accept(symbol, p)
+            self._pending.pop(symbol, None)
             return ""
         level, n = self._pending.get(symbol, (p, 0))
         n = n + 1 if level * self._lo <= p <= level * self._hi else 1
         if n >= CONFIRM_TICKS:
-            logger.warning("%s: new price level %s accepted after %d agreeing prices (last %s)",
-                           symbol, p, n, last)
-            self._last[symbol] = p
+            logger.warning("%s: new price level %s accepted after %d agreeing prices (band %s)",
+                           symbol, p, n, band)
+            self._accept(symbol, p)
             del self._pending[symbol]
             return ""
         self._pending[symbol] = (level if n > 1 else p, n)
         return "price jump"
 
-    def _tick(self, ev: MarketTick) -> str:
-        if self._future(ev.ts_ms):
-            return "timestamp in the future"
-        return self._price(ev.symbol, ev.price)
+    def _tick(self, ev: MarketTick) -> bool:
+        p = ev.price
+        band = self._band.get(ev.symbol)
+        if band is not None and band[0] <= p <= band[1] and ev.ts_ms <= self._horizon:
+            self._band[ev.symbol] = (p * self._lo, p * self._hi)
+            return True
+        return self._verdict(ev, self._price(ev.symbol, p, ev.ts_ms))
 
-    def _book(self, ev: BookTicker) -> str:
-        if self._future(ev.ts_ms):
-            return "timestamp in the future"
+    def _book(self, ev: BookTicker) -> bool:
+        band = self._band.get(ev.symbol)
+        if (band is not None and band[0] <= ev.bid <= ev.ask <= band[1]
+                and ev.ts_ms <= self._horizon):
+            return True  # inside the band of the last trade or mark price: not moved by quotes
         if not (0 < ev.bid < INF and 0 < ev.ask < INF) or ev.bid > ev.ask:
-            return "price not positive and finite"
-        return self._price(ev.symbol, (ev.bid + ev.ask) / 2)
+            return self._verdict(ev, "timestamp in the future" if self._future(ev.ts_ms) else
+                                 "price not positive and finite")
+        return self._verdict(ev, self._price(ev.symbol, (ev.bid + ev.ask) / 2, ev.ts_ms))
 
-    def _mark(self, ev: MarkPrice) -> str:
-        if self._future(ev.ts_ms):
-            return "timestamp in the future"
-        if not math.isfinite(ev.funding_rate):
-            return "funding rate not finite"
-        return self._price(ev.symbol, ev.mark_price)
+    def _mark(self, ev: MarkPrice) -> bool:
+        p, rate = ev.mark_price, ev.funding_rate
+        band = self._band.get(ev.symbol)
+        if (band is not None and band[0] <= p <= band[1] and ev.ts_ms <= self._horizon
+                and -INF < rate < INF):
+            self._band[ev.symbol] = (p * self._lo, p * self._hi)
+            return True
+        if not math.isfinite(rate):
+            return self._verdict(ev, "funding rate not finite")
+        return self._verdict(ev, self._price(ev.symbol, p, ev.ts_ms))
 
-    def _candle(self, ev: Candle) -> str:
-        if self._future(ev.ts_ms):
-            return "timestamp in the future"
+    def _candle(self, ev: Candle) -> bool:
+        band = self._band.get(ev.symbol)
+        if (band is not None and band[0] <= ev.low <= ev.high <= band[1]
+                and ev.ts_ms <= self._horizon and ev.low <= ev.open <= ev.high
+                and ev.low <= ev.close <= ev.high):
+            self._band[ev.symbol] = (ev.close * self._lo, ev.close * self._hi)
+            return True
         if not (0 < ev.low <= ev.high < INF and 0 < ev.open < INF):
-            return "price not positive and finite"
-        return self._price(ev.symbol, ev.close)
+            return self._verdict(ev, "timestamp in the future" if self._future(ev.ts_ms) else
+                                 "price not positive and finite")
+        return self._verdict(ev, self._price(ev.symbol, ev.close, ev.ts_ms))
 
-    def _funding(self, ev: FundingRate) -> str:
+    def _funding(self, ev: FundingRate) -> bool:
+        return self._verdict(ev, self._funding_reason(ev))
+
+    def _funding_reason(self, ev: Any) -> str:
         if self._future(ev.ts_ms):
             return "timestamp in the future"
         return "" if math.isfinite(ev.funding_rate) else "funding rate not finite"
 
-    def _order(self, ev: OrderUpdate) -> str:
+    def _order(self, ev: OrderUpdate) -> bool:
+        return self._verdict(ev, self._order_reason(ev))
+
+    def _order_reason(self, ev: Any) -> str:
         if self._future(ev.ts_ms):
             return "timestamp in the future"
         if ev.last_fill_qty > 0:
@@ -164,7 +192,10 @@ class EdgeSanity:
                 return "price not positive and finite"
         return ""
 
-    def _position(self, ev: PositionUpdate) -> str:
+    def _position(self, ev: PositionUpdate) -> bool:
+        return self._verdict(ev, self._position_reason(ev))
+
+    def _position_reason(self, ev: Any) -> str:
         if self._future(ev.ts_ms):
             return "timestamp in the future"
         if not ev.quantity.is_finite() or not ev.entry_price.is_finite() or ev.entry_price < 0:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,34 @@ CREATE TABLE IF NOT EXISTS store (
 """
 _UPSERT = ("INSERT INTO store (key, body) VALUES (?, ?)"
            " ON CONFLICT (key) DO UPDATE SET body = excluded.body")
+RETRY_S = 1.0  # after a failed commit, the next transitions retry at most this often
 _ROW_SQL = {table: SQLITE.insert(table) for table in COLUMNS}  # account first, then the row
+
+
+def _create_schema(conn: sqlite3.Connection, account: str, path: Path) -> None:
+    """The journal's tables (schema of core/journal_backend.py, a version 1 journal migrated as
+    its SQLite backend does) and the store's, in one transaction."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has journal schema version {version}, newer than this bot's"
+                         f" {SCHEMA_VERSION}; upgrade the bot or use another DATA_DIR")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 1:  # no account column yet: the rows are this account's
+            for table in COLUMNS:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN account TEXT NOT NULL"
+                             f" DEFAULT '{account}'")
+            conn.execute("DELETE FROM schema_version")
+        for statement in filter(str.strip, (SQLITE.schema() + STORE_SCHEMA).split(";")):
+            conn.execute(statement)
+        if version != SCHEMA_VERSION:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _constant(doc: Any) -> Callable[[], Any]:
@@ -84,6 +112,7 @@ class Store:
         self.last_error = ""
         self.commits = 0
         self._closed = False
+        self._retry_at = 0.0
         for key, body in conn.execute("SELECT key, body FROM store"):
             try:
                 self._docs[key] = orjson.loads(body)
@@ -127,14 +156,13 @@ class Store:
     def bind(self, bus: EventBus) -> None:
         """Commit after each transition of ``bus``; journal fills and round trips here."""
         self._bus = bus
-        bus.on_idle = self.commit
         bus.subscribe(OrderUpdate, self._on_order_update)
         bus.subscribe(TradeClosed, self._on_trade_closed)
 
     def close(self) -> None:
         """Commit what is staged (best effort) and close the database."""
         self.commit()
-        if self._bus is not None and self._bus.on_idle == self.commit:
+        if self._bus is not None:
             self._bus.on_idle = None
         self._closed = True
         self._conn.close()
@@ -164,6 +192,8 @@ class Store:
         bus = self._bus
         if bus is None or not bus.dispatching:
             self.commit()
+        else:
+            bus.on_idle = self._commit_idle  # the bus calls it once, when the event is done
 
     def write(self, docs: dict[str, Any]) -> bool:
         """Write several documents in one transaction now; True when committed."""
@@ -189,16 +219,27 @@ class Store:
         bus = self._bus
         if bus is None or not bus.dispatching:
             return self.commit()
+        bus.on_idle = self._commit_idle
         return True
 
     def _on_order_update(self, up: OrderUpdate) -> None:
         if up.last_fill_qty > 0:
             self._rows.setdefault("fills", []).append(fill_row(up))
+            self._bus.on_idle = self._commit_idle  # type: ignore[union-attr]
 
     def _on_trade_closed(self, ev: TradeClosed) -> None:
         self._rows.setdefault("trades", []).append(trade_row(ev.trade))
+        self._bus.on_idle = self._commit_idle  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ commit
+
+    def _commit_idle(self) -> None:
+        """The bus's ``on_idle`` while something is staged: commit, then disarm; after a
+        failure, retry at most every RETRY_S (each event would otherwise hit the disk)."""
+        if self.failing and time.monotonic() < self._retry_at:
+            return
+        if self.commit() and self._bus is not None:
+            self._bus.on_idle = None
 
     def commit(self) -> bool:
         """Write everything staged in one transaction. Never raises for a write error.
@@ -249,6 +290,7 @@ class Store:
 
     def _on_failure(self, exc: BaseException) -> None:
         self.write_errors += 1
+        self._retry_at = time.monotonic() + RETRY_S
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.failing:
             return
