@@ -26,7 +26,7 @@ from core.events import (
 )
 from core.follow_orders import FollowOrders
 from core.ledger import Ledger
-from core.migrate import open_store
+from core.migrate import store_for
 from core.ordering import Ordering
 from core.paper import PaperExchange
 from core.paper_account import attach_paper_account
@@ -224,8 +224,7 @@ def build_engine(
     if default_mode is None:
         armed = settings.trading_mode == "paper" and settings.paper_start_armed
         default_mode = EngineMode.ARMED if armed else EngineMode.DISARMED
-    store = (open_store(settings.data_dir, settings.db_path, account=settings.account)
-             if persist else None)
+    store = store_for(settings) if persist else None
     state = EngineState.load(store, default_mode=default_mode)
     if settings.trading_mode != "paper" and persist and state.mode is EngineMode.ARMED:
         state.mode = EngineMode.DISARMED  # live and testnet always start DISARMED

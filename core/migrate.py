@@ -21,6 +21,7 @@ from core.paper_account import PAPER_KEY, validate_paper_account
 from core.persisted import PersistError
 from core.state import STATE_KEY, EngineState
 from core.store import Store, StoreError
+from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,29 @@ def _validate(key: str, doc: Any, where: str) -> dict[str, Any]:
     return dict(validate_paper_account(doc, where), version=1)
 
 
-def open_store(data_dir: Path, db_path: Path, *, account: str = "main") -> Store:
+def store_for(settings: Settings) -> Store:
+    """The store of record for ``settings``: in the SQLite journal's file
+    (``DATA_DIR/journal.sqlite3``), or, when the journal is in PostgreSQL (``JOURNAL_URL``), in
+    ``DATA_DIR/store.sqlite3`` (documents only; the journal's rows then go to PostgreSQL in its
+    own batches, not in the state's transaction).
+
+    Raises:
+        PersistError: see ``open_store``.
+    """
+    if settings.journal_url is None:
+        return open_store(settings.data_dir, settings.db_path, account=settings.account)
+    return open_store(settings.data_dir, settings.data_dir / "store.sqlite3",
+                      account=settings.account, journal=False)
+
+
+def open_store(data_dir: Path, db_path: Path, *, account: str = "main",
+               journal: bool = True) -> Store:
     """The store at ``db_path``, with the legacy JSON files of ``data_dir`` migrated into it.
 
     Raises:
         PersistError: the database or a legacy file is invalid (nothing was changed).
     """
-    store = Store.open(db_path, account=account)
+    store = Store.open(db_path, account=account, journal=journal)
     try:
         present = {name: key for name, key in LEGACY_FILES.items()
                    if (data_dir / name).exists()}

@@ -102,6 +102,7 @@ class Store:
         self._conn = conn
         self.path = path
         self.account = account
+        self.journal = True  # the journal's tables are in this file (fills, trades written here)
         self._bus: EventBus | None = None
         self._docs: dict[str, Any] = {}  # committed (or staged) documents, decoded
         self._staged: dict[str, Callable[[], Any]] = {}
@@ -122,7 +123,8 @@ class Store:
                                  ) from None
 
     @classmethod
-    def open(cls, path: Path, *, account: str = "main", busy_timeout_s: float = 5.0) -> Store:
+    def open(cls, path: Path, *, account: str = "main", journal: bool = True,
+             busy_timeout_s: float = 5.0) -> Store:
         """Open (or create) the database and its tables.
 
         Raises:
@@ -141,8 +143,13 @@ class Store:
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {check}")
-            _create_schema(conn, account, path)
-            return cls(conn, path, account)
+            if journal:
+                _create_schema(conn, account, path)
+            else:  # the journal lives elsewhere (PostgreSQL): documents only
+                conn.executescript(STORE_SCHEMA)
+            store = cls(conn, path, account)
+            store.journal = journal
+            return store
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
@@ -156,8 +163,9 @@ class Store:
     def bind(self, bus: EventBus) -> None:
         """Commit after each transition of ``bus``; journal fills and round trips here."""
         self._bus = bus
-        bus.subscribe(OrderUpdate, self._on_order_update)
-        bus.subscribe(TradeClosed, self._on_trade_closed)
+        if self.journal:
+            bus.subscribe(OrderUpdate, self._on_order_update)
+            bus.subscribe(TradeClosed, self._on_trade_closed)
 
     def close(self) -> None:
         """Commit what is staged (best effort) and close the database."""

@@ -29,7 +29,7 @@ from core.binance.signing import Ed25519Signer, HmacSigner, KeyFileError, Signer
 from core.binance.streams import MarketStreams, stream_names
 from core.event_bus import EventBus
 from core.events import EngineMode, StateChanged
-from core.migrate import open_store
+from core.migrate import store_for
 from core.persisted import PersistError
 from core.ports import Connection
 from core.state import EngineState
@@ -83,7 +83,7 @@ def binance_config(settings: Settings, **overrides: Any) -> BinanceConfig:
     resume_orders: tuple[tuple[Any, ...], ...] = ()
     resume_levels: dict[str, tuple[Decimal, Decimal]] = {}
     try:
-        store = open_store(settings.data_dir, settings.db_path, account=settings.account)
+        store = store_for(settings)
         try:
             state = EngineState.load(store, default_mode=EngineMode.DISARMED)
         finally:

@@ -3,11 +3,11 @@ state, topped up from the journal), cooldowns run on."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 from core.events import EngineMode, PositionPhase, Side
 from core.services import Services
+from core.store import Store
 from tests.core.risk.rig import ALL_OFF, DAY, MIN, T0, Rig
 from utils.settings import load_settings
 
@@ -109,10 +109,11 @@ async def test_the_journal_restores_a_loss_whose_checkpoint_was_lost(tmp_path):
     await _losing_trade(first, T0)
     await _losing_trade(first, T0 + 5 * MIN)
     await first.stop()
-    state_file = tmp_path / "state.json"
-    raw = json.loads(state_file.read_text())
+    store = Store.open(tmp_path / "journal.sqlite3")  # the store of record (core/store.py)
+    raw = store.get("engine_state")
     raw["risk"] = {}  # a state written before the trades (or by an older version)
-    state_file.write_text(json.dumps(raw))
+    store.write({"engine_state": raw})
+    store.close()
 
     second = await _services(tmp_path, **limits)
     book = second.engine.risk.book
