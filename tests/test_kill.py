@@ -33,7 +33,7 @@ CASES = {
     # FLAT and the ledger's exit booking in one transaction, killed before it commits
     "commit:trades@1": ("FLAT saved before the ledger booked the exit", {1}),
     # the journal's batched event log
-    "journal:flush@2": ("before the journal's second commit", {0, 1}),
+    "journal:flush@1": ("before the journal's first batched commit", {0, 1}),
 }
 
 
