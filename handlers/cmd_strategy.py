@@ -18,7 +18,7 @@ from telegram.ext import ContextTypes
 from core.events import PositionPhase
 from core.strategies.catalog import ENSEMBLE, StrategyError, catalog, get_spec
 from core.strategies.selection import StrategyChoice, params_from_settings
-from handlers.common import Deps, close_button, deps, reply, reply_chat_id
+from handlers.common import Deps, close_button, deps, reply, reply_chat_id, take_press
 from handlers.confirm import Outcome
 from handlers.registry import Command, UsageError
 
@@ -162,20 +162,14 @@ async def strategy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The /strategy set confirmation: switch once, say so, remove the buttons."""
-    query = update.callback_query
-    chat = update.effective_chat
-    if query is None or chat is None:
+    press = take_press(update, context)
+    if press is None:
         return
-    d = deps(context)
+    d, outcome, confirmed = press.d, press.outcome, press.confirmed
     t = d.texts
-    user = update.effective_user
-    if user is None or not d.access.allowed(user.id, admin_only=True):
-        return
-    data = query.data or ""
-    outcome, _, confirmed = d.confirmations.take(data, chat.id, user.id)
     pending: dict[str, StrategyChoice] = context.bot_data.setdefault(PENDING_KEY, {})
-    choice = pending.pop(data.rsplit(":", 1)[-1], None) if outcome is not Outcome.UNKNOWN \
-        else None
+    choice = pending.pop(press.data.rsplit(":", 1)[-1], None) \
+        if outcome is not Outcome.UNKNOWN else None
     edit: str | None
     if outcome is Outcome.OK and confirmed and choice is not None:
         edit = perform_switch(d, choice)
@@ -189,7 +183,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     else:
         edit = None
         answer = t.plain("This button is no longer valid.")
-    await close_button(d, query, chat.id, answer, edit)
+    await close_button(d, press.query, press.chat_id, answer, edit)
 
 
 COMMANDS = (

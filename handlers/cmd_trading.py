@@ -23,6 +23,7 @@ from handlers.common import (
     price,
     reply,
     reply_chat_id,
+    take_press,
     utc,
 )
 from handlers.confirm import PATTERN, Outcome
@@ -170,21 +171,16 @@ async def halt(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A confirmation button: act once, say so, remove the buttons."""
-    query = update.callback_query
-    chat = update.effective_chat
-    if query is None or chat is None:
+    press = take_press(update, context)
+    if press is None:
         return
-    d = deps(context)
+    d, outcome, action, confirmed = press.d, press.outcome, press.action, press.confirmed
     t = d.texts
-    user = update.effective_user
-    if user is None or not d.access.allowed(user.id, admin_only=True):
-        return
-    outcome, action, confirmed = d.confirmations.take(query.data or "", chat.id, user.id)
     edit: str | None
     if outcome is Outcome.OK and confirmed:
         detail = ""
         if action == "halt":
-            detail = context.bot_data.get(HALT_REASONS_KEY, {}).pop(chat.id, "")
+            detail = context.bot_data.get(HALT_REASONS_KEY, {}).pop(press.chat_id, "")
         edit = perform(d, action, detail)
         answer = t.plain("Done")
     elif outcome is Outcome.OK:
@@ -196,7 +192,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     else:
         edit = None
         answer = t.plain("This button is no longer valid.")
-    await close_button(d, query, chat.id, answer, edit)
+    await close_button(d, press.query, press.chat_id, answer, edit)
 
 
 COMMANDS = (

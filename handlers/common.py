@@ -18,7 +18,7 @@ from telegram import InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 
 from core.services import Services
-from handlers.confirm import Confirmations
+from handlers.confirm import Confirmations, Outcome
 from handlers.i18n import Texts
 from handlers.notify import NotifyPrefs
 from handlers.outbox import Outbox
@@ -76,6 +76,38 @@ def reply(update: Update, context: Any, text: str, *,
     chat_id = reply_chat_id(update)
     if chat_id is not None:
         deps(context).outbox.send_text(chat_id, text, markup=markup)
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """An admin's press of a confirmation button, its nonce already taken
+    (``Confirmations.take``): ``outcome``, the ``action`` it was issued for, and ``confirmed``
+    (False for the cancel button)."""
+
+    d: Deps
+    query: Any
+    chat_id: int
+    data: str
+    outcome: Outcome
+    action: str
+    confirmed: bool
+
+
+def take_press(update: Update, context: Any) -> Press | None:
+    """The press in ``update``, or None when it is not a button press in a chat or the user
+    is not an admin (no answer at all: the gate already logged strangers). Only the admin who
+    asked can use a nonce (see ``Confirmations.take``)."""
+    query = update.callback_query
+    chat = update.effective_chat
+    user = update.effective_user
+    if query is None or chat is None or user is None:
+        return None
+    d = deps(context)
+    if not d.access.allowed(user.id, admin_only=True):
+        return None
+    data = query.data or ""
+    outcome, action, confirmed = d.confirmations.take(data, chat.id, user.id)
+    return Press(d, query, chat.id, data, outcome, action, confirmed)
 
 
 async def close_button(d: Deps, query: Any, chat_id: int, answer: str, edit: str | None) -> None:
