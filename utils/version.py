@@ -1,12 +1,14 @@
-"""The bot's own version: the project version from pyproject.toml and the git commit.
+"""The bot's own version: the project version from pyproject.toml and the code version.
 
-The commit comes from ``GIT_COMMIT`` (the Docker image sets it at build time) or from the
-checkout's ``.git`` (read directly, no ``git`` process); "unknown" elsewhere.
+One source for /version, the dashboard and the backtest results: ``GIT_COMMIT`` (the Docker
+image sets it at build time; it has no ``.git``), else ``git describe --always --dirty`` of the
+checkout, else "unknown".
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tomllib
 from functools import lru_cache
@@ -25,35 +27,22 @@ def project_version() -> str:
         return "unknown"
 
 
-def git_commit(root: Path = ROOT) -> str:
-    """The 12-character commit id of ``root``'s checkout (``GIT_COMMIT`` wins), or "unknown".
-    A checkout with uncommitted changes is not detected (that would need a git process)."""
+def code_version() -> str:
+    """``GIT_COMMIT`` when set, else the checkout's ``git describe --always --dirty
+    --abbrev=12`` (a commit id, ``-dirty`` with uncommitted changes), else "unknown"."""
     env = os.environ.get("GIT_COMMIT", "").strip()
-    if env:
-        return env[:12]
-    git = root / ".git"
+    if env and env != "unknown":
+        return env[:40]
     try:
-        if git.is_file():  # a worktree: "gitdir: <path>"
-            git = Path(git.read_text().split(":", 1)[1].strip())
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            ref_file = git / ref
-            if not ref_file.exists():
-                common = git / "commondir"
-                base = (git / common.read_text().strip()) if common.exists() else git
-                ref_file = base / ref
-                if not ref_file.exists():
-                    packed = (base / "packed-refs").read_text().splitlines()
-                    head = next(line.split()[0] for line in packed if line.endswith(" " + ref))
-                    return head[:12]
-            head = ref_file.read_text().strip()
-        return head[:12] if len(head) >= 12 else "unknown"
-    except (OSError, IndexError, StopIteration, ValueError):
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
+    out = done.stdout.strip()
+    return out if done.returncode == 0 and out else "unknown"
 
 
 def describe() -> dict[str, str]:
-    """``version``, ``commit``, ``python`` for /version, the API and backtest results."""
-    return {"version": project_version(), "commit": git_commit(),
+    """``version``, ``commit``, ``python`` for /version."""
+    return {"version": project_version(), "commit": code_version(),
             "python": sys.version.split()[0]}

@@ -5,7 +5,7 @@
   may also be a Unix time in seconds (10 digits) or ms (13 digits).
 * ``file_info``: path, size in bytes and SHA-256 of each data file, so a report names exactly
   the data it was computed from.
-* ``code_version``: ``git describe --always --dirty`` of the source tree, or "unknown".
+* ``code_version`` (``utils.version``): ``GIT_COMMIT`` or ``git describe --always --dirty``.
 * ``resample``: closed klines merged into coarser closed candles (1m -> 5m), aligned on the
   Unix epoch like Binance's; the last, incomplete bucket is dropped.
 * ``hold_funding``: funding-rate rows are delivered only when a later price event follows, so
@@ -15,15 +15,12 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.events import Candle, FundingRate
-
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TimerangeError(ValueError):
@@ -94,16 +91,6 @@ def file_info(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         out.append({"path": str(path), "bytes": path.stat().st_size,
                     "sha256": digest.hexdigest()})
     return out
-
-
-def code_version() -> str:
-    """The source tree's ``git describe --always --dirty``, or "unknown" without git."""
-    try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                              cwd=_ROOT, capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
 def resample(events: Iterable[Any], interval_ms: int) -> Iterator[Any]:

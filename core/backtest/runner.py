@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from core.backtest.inputs import (
-    code_version,
     file_info,
     hold_funding,
     in_range,
@@ -39,6 +38,7 @@ from core.replay.bar_ticks import position_side, with_bar_ticks
 from core.replay.csv_files import symbol_from_filename
 from core.replay.source import ReplaySource
 from utils.settings import Settings, parse_timeframe
+from utils.version import code_version
 
 PROBE_EVENTS = 5_000  # events read ahead to learn which symbols the data holds
 MAX_CHART_POINTS = 5_000
