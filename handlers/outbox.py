@@ -37,6 +37,7 @@ import warnings
 import zipfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from enum import IntEnum
 from pathlib import Path
@@ -211,16 +212,12 @@ class Outbox:
         msg = OutMessage(0, int(chat_id), kind, text, priority=int(priority), notice=notice,
                          size=len(data) if data else 0, silent=silent, **fields)
         seq = self._store.add(msg)
-        if seq is None:
+        if seq is None:  # memory only: the bytes stay with the message
             self._seq += 1
-            seq = self._seq
-            kept = data  # memory only: the bytes stay with the message
-        else:
+            queued = replace(msg, seq=self._seq)
+        else:  # on disk until sent
             self._seq = max(self._seq, seq)
-            kept = None  # on disk until sent
-        fields = {**fields, "data": kept}
-        queued = OutMessage(seq, msg.chat_id, kind, text, priority=int(priority), notice=notice,
-                            size=msg.size, silent=silent, **fields)
+            queued = replace(msg, seq=seq, data=None)
         self._queues[min(int(priority), Priority.REPLY)].append(queued)
         if self.pending > self._max_pending:
             victim_queue = self._queues[Priority.REPLY] or self._queues[Priority.ALERT]
