@@ -7,6 +7,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from core.backtest.stats import BREAKDOWNS
 from core.events import ClosedTrade
 from handlers.common import Deps, deps, duration, int_arg, no_args, num, reply
 from handlers.outbox import escape
@@ -83,7 +84,7 @@ async def performance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     d, trades = found
     t = d.texts
     lines = [t("<b>Performance by symbol</b>")]
-    lines += _group_lines(d, grouped(trades, lambda tr: tr.symbol))
+    lines += _group_lines(d, grouped(trades, BREAKDOWNS["symbol"]))
     reply(update, context, "\n".join(lines))
 
 
@@ -94,7 +95,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     d, trades = found
     t = d.texts
     lines = [t("<b>Exit reasons</b>")]
-    lines += _group_lines(d, grouped(trades, lambda tr: tr.exit_reason.value))
+    lines += _group_lines(d, grouped(trades, BREAKDOWNS["exit_reason"]))
     everything = grouped(trades, lambda tr: "all")[0]
     lines += [
         t("<b>Holding time</b>"),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.backtest.stats import PERIOD_LABELS
 from core.events import ClosedTrade
 
 ZERO = Decimal(0)
@@ -105,19 +106,10 @@ def by_period(trades: Iterable[ClosedTrade], kind: str, count: int, now_ms: int,
                   and (end is None or _utc(t.exit_ts_ms) < end)]
         net = sum((t.net_pnl for t in inside), ZERO)
         start_equity = equity_end - net
-        label = _label(kind, start)
+        label = PERIOD_LABELS[kind](int(start.timestamp() * 1000))
         out.append(summarize(label, inside, start_equity))
         equity_end = start_equity
     return out
-
-
-def _label(kind: str, start: dt.datetime) -> str:
-    if kind == "week":
-        year, week, _ = start.isocalendar()
-        return f"{year}-W{week:02d}"
-    if kind == "month":
-        return start.strftime("%Y-%m")
-    return start.strftime("%Y-%m-%d")
 
 
 def grouped(trades: Iterable[ClosedTrade], key: Callable[[ClosedTrade], str]) -> list[Group]:

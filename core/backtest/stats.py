@@ -254,6 +254,10 @@ def _month(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m")
 
 
+#: UTC period labels of a time in ms (``2024-08-08``, ``2024-W32``, ``2024-08``), shared with
+#: Telegram's /daily, /weekly and /monthly so both name a period the same way.
+PERIOD_LABELS: dict[str, Callable[[int], str]] = {"day": _day, "week": _week, "month": _month}
+
 BREAKDOWNS: dict[str, Callable[[ClosedTrade], str]] = {
     "symbol": lambda t: t.symbol,
     "exit_reason": lambda t: t.exit_reason.value,
