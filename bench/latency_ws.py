@@ -55,6 +55,14 @@ AGG = {"e": "aggTrade", "E": 0, "a": 0, "s": "BTCUSDT", "p": "68000.00", "q": "0
        "nq": "0.010", "f": 1, "l": 1, "T": 0, "m": False, "st": 1}
 
 
+# 1,000 losing round trips in seconds: the RISK guardian would (rightly) stop them after 5 losses
+# in a row or 12 entries an hour; its checks still run, its limits are off (0 = off).
+NO_RISK_LIMITS = {k: 0 for k in (
+    "risk_max_consecutive_losses", "risk_max_entries_per_hour", "risk_max_entries_per_day",
+    "risk_daily_loss_usdt", "risk_daily_loss_pct", "risk_max_drawdown_pct",
+    "risk_max_orders_per_minute")}
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -78,7 +86,7 @@ def unlimited(conn) -> None:
 
 async def tick_to_order(fake: FakeBinance, data_dir: Path, signals: int,
                         persist: bool = False) -> list[float]:
-    settings = settings_for(fake, data_dir)
+    settings = settings_for(fake, data_dir, **NO_RISK_LIMITS)
     setup = live_connection_factory(settings, **FAST | {"request_timeout_s": 5.0})
     engine = build_engine(settings, connection_factory=setup.connection_factory,
                           persist=persist, default_mode=EngineMode.DISARMED)

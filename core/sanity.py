@@ -69,7 +69,8 @@ class EdgeSanity:
         self._max_future_ms = max_future_ms
         self._clock = clock
         self._horizon = 0
-        self._band: dict[str, tuple[float, float]] = {}  # symbol -> accepted price range
+        # symbol -> (low, high, last accepted price): the accepted range around that price
+        self._band: dict[str, tuple[float, float, float]] = {}
         self._pending: dict[str, tuple[float, int]] = {}
         self._position_ms: dict[str, int] = {}
         self._recent: dict[str, list[int]] = {}
@@ -107,7 +108,7 @@ class EdgeSanity:
         return ts > self._horizon
 
     def _accept(self, symbol: str, p: float) -> None:
-        self._band[symbol] = (p * self._lo, p * self._hi)
+        self._band[symbol] = (p * self._lo, p * self._hi, p)
 
     def _price(self, symbol: str, p: float, ts: int) -> str:
         if self._future(ts):
@@ -131,17 +132,20 @@ class EdgeSanity:
         return "price jump"
 
     def _tick(self, ev: MarketTick) -> bool:
-        p = ev.price
-        band = self._band.get(ev.symbol)
-        if band is not None and band[0] <= p <= band[1] and ev.ts_ms <= self._horizon:
-            self._band[ev.symbol] = (p * self._lo, p * self._hi)
-            return True
-        return self._verdict(ev, self._price(ev.symbol, p, ev.ts_ms))
+        symbol, ts, _, p, _, _ = ev  # unpacking the tuple beats four attribute reads
+        band = self._band.get(symbol)
+        if band is not None and ts <= self._horizon:
+            if p == band[2]:  # most trades print at the last price: nothing to update
+                return True
+            if band[0] <= p <= band[1]:
+                self._band[symbol] = (p * self._lo, p * self._hi, p)
+                return True
+        return self._verdict(ev, self._price(symbol, p, ts))
 
     def _book(self, ev: BookTicker) -> bool:
-        band = self._band.get(ev.symbol)
-        if (band is not None and band[0] <= ev.bid <= ev.ask <= band[1]
-                and ev.ts_ms <= self._horizon):
+        symbol, ts, bid, _, ask, _ = ev
+        band = self._band.get(symbol)
+        if band is not None and band[0] <= bid <= ask <= band[1] and ts <= self._horizon:
             return True  # inside the band of the last trade or mark price: not moved by quotes
         if not (0 < ev.bid < INF and 0 < ev.ask < INF) or ev.bid > ev.ask:
             return self._verdict(ev, "timestamp in the future" if self._future(ev.ts_ms) else
@@ -153,7 +157,7 @@ class EdgeSanity:
         band = self._band.get(ev.symbol)
         if (band is not None and band[0] <= p <= band[1] and ev.ts_ms <= self._horizon
                 and -INF < rate < INF):
-            self._band[ev.symbol] = (p * self._lo, p * self._hi)
+            self._band[ev.symbol] = (p * self._lo, p * self._hi, p)
             return True
         if not math.isfinite(rate):
             return self._verdict(ev, "funding rate not finite")
@@ -164,7 +168,7 @@ class EdgeSanity:
         if (band is not None and band[0] <= ev.low <= ev.high <= band[1]
                 and ev.ts_ms <= self._horizon and ev.low <= ev.open <= ev.high
                 and ev.low <= ev.close <= ev.high):
-            self._band[ev.symbol] = (ev.close * self._lo, ev.close * self._hi)
+            self._band[ev.symbol] = (ev.close * self._lo, ev.close * self._hi, ev.close)
             return True
         if not (0 < ev.low <= ev.high < INF and 0 < ev.open < INF):
             return self._verdict(ev, "timestamp in the future" if self._future(ev.ts_ms) else
