@@ -212,7 +212,8 @@ def build_engine(
 
     Raises:
         core.strategies.catalog.StrategyError: bad strategy name or parameters (one line).
-        core.persisted.PersistError: an invalid store or legacy file (names file and field).
+        core.persisted.PersistError: an invalid store, legacy file or ``strategy.json`` (names
+            file and field).
     """
     bus = bus or EventBus()
     sanity = EdgeSanity(bus, max_jump=settings.sanity_max_price_jump_pct / 100,
@@ -224,12 +225,12 @@ def build_engine(
     if default_mode is None:
         armed = settings.trading_mode == "paper" and settings.paper_start_armed
         default_mode = EngineMode.ARMED if armed else EngineMode.DISARMED
+    choice = active_strategy(settings, persist=persist)  # strategy.json checked before the store
     store = store_for(settings) if persist else None
     state = EngineState.load(store, default_mode=default_mode)
     if settings.trading_mode != "paper" and persist and state.mode is EngineMode.ARMED:
         state.mode = EngineMode.DISARMED  # live and testnet always start DISARMED
     balance = BalanceStore(bus)
-    choice = active_strategy(settings, persist=persist)
     trending = Trending(
         bus, choice.factory(), balance, symbols=settings.symbols,
         timeframe_ms=settings.timeframe_ms, leverage=settings.leverage,

@@ -1,4 +1,5 @@
-"""Validation of every persisted document on load (store of record and legacy JSON files).
+"""Validation of every persisted document on load (store of record, legacy JSON files and the
+small JSON files beside the store: ``strategy.json``, ``watchlist.json``, ``notify.json``).
 
 A document is accepted only when every field has the right type, is finite, lies in its range
 and the document's schema version is known. Otherwise ``PersistError`` names the file, the
@@ -8,9 +9,11 @@ it is.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from enum import Enum
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 E = TypeVar("E", bound=Enum)
@@ -23,6 +26,29 @@ MAX_DECIMAL = Decimal("1e15")  # no quantity, price or USDT amount of this bot c
 
 class PersistError(ValueError):
     """A persisted document is unreadable or invalid; the message names file and field."""
+
+
+def read_json_file(path: Path) -> Any:
+    """The decoded JSON document in ``path``, or None when there is no such file (the caller's
+    defaults apply). ``NaN``/``Infinity`` decode to non-finite floats: the field checks reject
+    them.
+
+    Raises:
+        PersistError: the file cannot be read, is not UTF-8 or not JSON (names the file).
+    """
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PersistError(f"{path}: field '(document)' cannot be read ({type(exc).__name__});"
+                           " fix it or move the file aside, then restart (nothing was changed)"
+                           ) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise PersistError(f"{path}: field '(document)' is not JSON ({exc}); fix it or move the"
+                           " file aside, then restart (nothing was changed)") from None
 
 
 class Fields:
@@ -122,6 +148,13 @@ class Fields:
     def sub(self, name: str, key: str) -> Fields:
         """Fields of ``doc[name][key]``."""
         return Fields(self.obj(name).get(key), self.where, f"{self.prefix}{name}.{key}.")
+
+    def only(self, *names: str) -> None:
+        """Fail on a field that is not one of ``names`` (a typo in a hand-edited file would
+        otherwise be dropped by the next save)."""
+        for name in self.doc:
+            if name not in names:
+                self.fail(str(name), f"is not a known field (expected {', '.join(names)})")
 
     def version(self, known: int) -> int:
         """The document's schema ``version`` (absent: 1); a newer one than ``known`` fails."""

@@ -7,7 +7,10 @@ Resolution, lowest to highest priority:
    ``ADX_MIN``, ``ATR_PERIOD``, ``SL_ATR``, ``TP_ATR``, ``SL_PCT``, ``TP_PCT``;
 3. ``STRATEGY`` and ``STRATEGY_PARAMS`` (``k=v,k=v``);
 4. when the engine persists (paper/live runs, not backtests), ``DATA_DIR/strategy.json`` written
-   by ``/strategy set`` (``{"strategy": id, "params": {k: v}}``): it replaces 3 entirely.
+   by ``/strategy set`` (``{"version": 1, "strategy": id, "params": {k: v}}``): it replaces 3
+   entirely. It is validated on load like the store of record: a damaged file, an unknown
+   strategy or parameters the rule rejects stop the start (``PersistError`` naming the file and
+   the field); the file is never rewritten behind the trader's back.
 
 ``STRATEGY=ensemble`` takes ``ENSEMBLE_MEMBERS``, ``ENSEMBLE_THRESHOLD``, ``ENSEMBLE_STOPS`` and,
 for ATR stops, ``ATR_PERIOD``/``SL_ATR``/``TP_ATR``.
@@ -15,31 +18,31 @@ for ATR stops, ``ATR_PERIOD``/``SL_ATR``/``TP_ATR``.
 
 from __future__ import annotations
 
-import json
-import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.persisted import Fields, read_json_file
 from core.strategies.catalog import (
     ENSEMBLE,
     StrategyError,
     load_plugins,
     parse_param_text,
     rule_factory,
+    strategy_ids,
 )
 from core.strategies.rules import RuleFactory
 from utils.files import write_json_atomic
 from utils.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 #: ema_adx parameters that are settings of their own (EMA_FAST, ...), for compatibility.
 EMA_ADX_SETTINGS = ("ema_fast", "ema_slow", "adx_period", "adx_min", "atr_period", "sl_atr",
                     "tp_atr", "sl_pct", "tp_pct")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CHOICE_FILE = "strategy.json"
+CHOICE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,22 +103,16 @@ def choice_path(settings: Settings) -> Path:
 def active_strategy(settings: Settings, *, persist: bool) -> StrategyChoice:
     """The strategy to run, validated (plugins are loaded first).
 
-    A persisted choice that no longer validates (a plugin removed, a file edited by hand) is
-    ignored with one warning line, and the settings' strategy runs.
-
     Raises:
         StrategyError: the settings' strategy or parameters are not valid (one line).
+        core.persisted.PersistError: ``strategy.json`` is damaged or no longer validates (a
+            plugin removed, a file edited by hand); names the file and the field.
     """
     load_strategy_plugins(settings)
     if persist:
-        persisted = _read_choice(choice_path(settings))
+        persisted = read_choice(choice_path(settings))
         if persisted is not None:
-            try:
-                persisted.factory()
-                return persisted
-            except StrategyError as exc:
-                logger.warning("persisted strategy ignored (%s); using STRATEGY=%s", exc,
-                               settings.strategy)
+            return persisted
     choice = StrategyChoice(settings.strategy, params_from_settings(settings))
     choice.factory()
     return choice
@@ -128,21 +125,39 @@ def save_choice(settings: Settings, choice: StrategyChoice) -> None:
         StrategyError: not a valid choice. OSError: the file cannot be written.
     """
     choice.factory()
-    write_json_atomic(choice_path(settings), {"strategy": choice.name,
+    write_json_atomic(choice_path(settings), {"version": CHOICE_VERSION,
+                                              "strategy": choice.name,
                                               "params": dict(choice.params)}, indent=1)
 
 
-def _read_choice(path: Path) -> StrategyChoice | None:
+def read_choice(path: Path) -> StrategyChoice | None:
+    """The persisted ``/strategy set`` choice, validated against the catalog (load the plugins
+    first); None when there is no file.
+
+    Raises:
+        core.persisted.PersistError: not JSON, an unknown field or schema version, an unknown
+            strategy id, a parameter that is not a string, integer, finite number or boolean,
+            or parameters the rule rejects (names the file and the field).
+    """
+    doc = read_json_file(path)
+    if doc is None:
+        return None
+    f = Fields(doc, str(path))
+    f.only("version", "strategy", "params")
+    f.version(CHOICE_VERSION)
+    name = f.str_("strategy")
+    if name not in strategy_ids():
+        f.fail("strategy", f"is {name[:40]!r}, not a known strategy (main.py strategies lists"
+                           " them; a plugin removed?)")
+    params = f.obj("params")
+    for key, value in params.items():
+        if not isinstance(value, (str, int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            f.fail(f"params.{key}", f"must be a string, integer, finite number or boolean,"
+                                    f" got {value!r}"[:120])
+    choice = StrategyChoice(name, dict(params), origin="persisted")
     try:
-        doc = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("persisted strategy %s unreadable (%s); using the settings", path,
-                       type(exc).__name__)
-        return None
-    if (not isinstance(doc, dict) or not isinstance(doc.get("strategy"), str)
-            or not isinstance(doc.get("params", {}), dict)):
-        logger.warning("persisted strategy %s malformed; using the settings", path)
-        return None
-    return StrategyChoice(doc["strategy"], dict(doc.get("params", {})), origin="persisted")
+        choice.factory()
+    except StrategyError as exc:
+        f.fail("params", f"is not valid ({exc})")
+    return choice

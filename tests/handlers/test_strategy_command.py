@@ -50,7 +50,8 @@ async def test_strategy_show_list_and_set_only_while_flat_with_confirmation(tmp_
         rule = bot.engine.trending.rules["BTCUSDT"]
         assert rule.params["period"] == 7 and rule.verdict().bias in ("LONG", "SHORT")  # warm
         saved = json.loads((tmp_path / "data" / "strategy.json").read_text())
-        assert saved == {"strategy": "supertrend", "params": {"period": "7", "multiplier": "2"}}
+        assert saved == {"version": 1, "strategy": "supertrend",
+                         "params": {"period": "7", "multiplier": "2"}}
         assert await bot.press(yes_data, prompt.message_id) == "This button is no longer valid."
         assert bot.services.market.strategy == "supertrend"
 

@@ -1,5 +1,6 @@
-"""Which strategy runs: settings, STRATEGY_PARAMS, the persisted /strategy set choice (and its
-fallback when broken), plugins from the default folders, and the live switch while flat."""
+"""Which strategy runs: settings, STRATEGY_PARAMS, the persisted /strategy set choice (validated
+on load: a broken one stops the start), plugins from the default folders, and the live switch
+while flat."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 
 from core.engine import build_engine
 from core.events import Candle, PositionPhase, StateChanged
+from core.persisted import PersistError
 from core.strategies import catalog as cat
 from core.strategies.catalog import StrategyError
-from core.strategies.selection import StrategyChoice, active_strategy, choice_path
+from core.strategies.selection import StrategyChoice, active_strategy, choice_path, save_choice
 from tests.core.strategies.crafted import closes
 from tests.core.strategies.test_catalog import GOOD_PLUGIN
 from utils.settings import Settings
@@ -72,13 +74,40 @@ def test_switch_while_flat_persists_and_a_restart_keeps_it(tmp_path):
     assert again.strategy.name == "donchian_breakout"
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"strategy": 3}',
-                                     '{"strategy": "gone_plugin", "params": {}}'])
-def test_a_broken_persisted_choice_falls_back_to_the_settings(tmp_path, content):
+@pytest.mark.parametrize(("content", "field"), [
+    ("{not json", "(document)"),
+    ("[]", "(document)"),
+    ('{"strategy": 3}', "strategy"),
+    ('{"params": {}}', "strategy"),
+    ('{"strategy": "gone_plugin", "params": {}}', "strategy"),
+    ('{"strategy": "macd", "params": []}', "params"),
+    ('{"strategy": "macd", "params": {"fast": NaN}}', "params.fast"),
+    ('{"strategy": "macd", "params": {"fast": [12]}}', "params.fast"),
+    ('{"strategy": "macd", "params": {"nope": 1}}', "params"),
+    ('{"strategy": "macd", "params": {"fast": "x"}}', "params"),
+    ('{"strategy": "macd", "param": {}}', "param"),
+    ('{"version": 2, "strategy": "macd"}', "version"),
+])
+def test_a_broken_persisted_choice_stops_naming_the_file_and_field(tmp_path, content, field):
     s = settings(tmp_path, strategy="macd")
     choice_path(s).parent.mkdir(parents=True)
     choice_path(s).write_text(content)
-    assert active_strategy(s, persist=True).name == "macd"
+    with pytest.raises(PersistError) as err:
+        active_strategy(s, persist=True)
+    msg = str(err.value)
+    assert "\n" not in msg and str(choice_path(s)) in msg and f"field '{field}'" in msg, msg
+    assert choice_path(s).read_text() == content
+    assert active_strategy(s, persist=False).name == "macd"  # backtests never read it
+
+
+def test_a_saved_choice_reads_back_and_one_without_version_is_version_1(tmp_path):
+    s = settings(tmp_path)
+    save_choice(s, StrategyChoice("supertrend", {"period": 7, "multiplier": 2.5}))
+    assert json.loads(choice_path(s).read_text())["version"] == 1
+    assert active_strategy(s, persist=True) == StrategyChoice(
+        "supertrend", {"period": 7, "multiplier": 2.5}, origin="persisted")
+    choice_path(s).write_text('{"strategy": "macd", "params": {"fast": "8"}}')
+    assert dict(active_strategy(s, persist=True).params) == {"fast": "8"}
 
 
 def test_plugins_load_from_data_dir_strategies_by_default(tmp_path):
