@@ -85,7 +85,8 @@ class Services:
 
     Raises:
         RunError: a mode this build cannot run, or an unreadable paper account file.
-        core.persisted.PersistError: an invalid store of record (names file and field).
+        core.persisted.PersistError: an invalid store of record, ``strategy.json`` or
+            ``watchlist.json`` (names file and field).
     """
 
     def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True,
@@ -113,10 +114,15 @@ class Services:
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(ConnectionStatus, self._on_connection)
         self.market_worker: Any = None
-        if market is None:
-            self.market = market_from_settings(settings, bus=bus)
-        else:
-            self.market, self.market_worker = market(settings, self.engine)
+        try:  # the watchlist file is validated here
+            if market is None:
+                self.market = market_from_settings(settings, bus=bus)
+            else:
+                self.market, self.market_worker = market(settings, self.engine)
+        except BaseException:
+            if self.engine.store is not None:  # the bot does not start: nothing is committed
+                self.engine.store.abandon()
+            raise
         choice = self.engine.strategy  # a persisted /strategy set may differ from STRATEGY
         self.market.set_strategy(choice.name, choice.params)
         self._next_equity_ms = 0

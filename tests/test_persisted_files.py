@@ -165,3 +165,45 @@ def test_legacy_files_with_a_running_position_are_migrated_and_it_is_kept(env, c
         assert read_document(db, "paper_account")["positions"]["BTCUSDT"]["qty"]
     else:
         assert trades[0] == (GOOD_LEDGER["open"]["BTCUSDT"]["entry_ts"], "0.010")
+
+
+# (file in DATA_DIR, content, field named) -> the files beside the store, validated the same way
+BAD_SIDE_FILES = [
+    ("strategy.json", "{not json", "(document)"),
+    ("strategy.json", '{"strategy": "gone_plugin", "params": {}}', "strategy"),
+    ("strategy.json", '{"strategy": 7}', "strategy"),
+    ("strategy.json", '{"strategy": "macd", "params": {"fast": Infinity}}', "params.fast"),
+    ("strategy.json", '{"strategy": "macd", "params": {"fast": -3}}', "params"),
+    ("strategy.json", '{"strategy": "macd", "params": {"nope": 1}}', "params"),
+    ("strategy.json", '{"strategy": "macd", "parms": {}}', "parms"),
+    ("strategy.json", '{"version": 9, "strategy": "macd"}', "version"),
+    ("watchlist.json", "", "(document)"),
+    ("watchlist.json", '{"symbols": {"ETHUSDT": 1}}', "symbols"),
+    ("watchlist.json", '{"symbols": ["ETHUSDT", 5]}', "symbols.1"),
+    ("watchlist.json", '{"symbols": ["ETH USDT"]}', "symbols.0"),
+    ("watchlist.json", '{"symbols": [], "watch": []}', "watch"),
+    ("watchlist.json", '{"version": "1", "symbols": []}', "version"),
+    ("watchlist.json", '{"version": 2, "symbols": []}', "version"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "field"), BAD_SIDE_FILES,
+                         ids=[f"{n}:{f}:{c[:30]}" for n, c, f in BAD_SIDE_FILES])
+def test_a_bad_file_beside_the_store_stops_with_one_line_naming_it(env, capsys, name, content,
+                                                                   field):
+    path = env / name
+    path.write_text(content)
+    before = digest(path)
+    code, err = run(capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert str(path) in err and f"field '{field}'" in err, err
+    assert digest(path) == before
+
+
+def test_files_beside_the_store_that_are_valid_or_missing_start_the_bot(env, capsys):
+    (env / "strategy.json").write_text('{"strategy": "macd", "params": {"fast": 8}}')
+    (env / "watchlist.json").write_text('{"version": 1, "symbols": ["ETHUSDT"]}')
+    assert run(capsys)[0] == 0
+    for name in ("strategy.json", "watchlist.json"):
+        (env / name).unlink()
+    assert run(capsys)[0] == 0

@@ -3,8 +3,6 @@ current from a stream, and the persisted watchlist."""
 
 from __future__ import annotations
 
-import json
-import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,11 +10,11 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from core.events import Candle
+from core.persisted import SYMBOL_RE, Fields, read_json_file
 from utils.files import write_json_atomic
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
+WATCHLIST_VERSION = 1
 
 
 class UnknownSymbol(LookupError):
@@ -107,10 +105,17 @@ class WatchlistFull(ValueError):
 
 
 class Watchlist:
-    """Symbols watched besides the traded ones, persisted as ``{"symbols": [...]}``.
+    """Symbols watched besides the traded ones, persisted as
+    ``{"version": 1, "symbols": [...]}`` (a file without ``version`` is version 1).
 
-    The file, once written by /watch, wins over the WATCHLIST setting. An unreadable file is
-    logged and ignored (the setting applies; the next change rewrites the file).
+    The file, once written by /watch, wins over the WATCHLIST setting. It is validated on load
+    like the store of record: a damaged file stops the start with ``PersistError`` and is never
+    overwritten with the setting.
+
+    Raises:
+        core.persisted.PersistError: not JSON, an unknown field or schema version, ``symbols``
+            not a list of Binance symbol names (``BTCUSDT``), or more than ``max_size`` of them
+            (names the file and the field).
     """
 
     def __init__(self, path: Path | None, initial: Iterable[str] = (), *,
@@ -118,17 +123,9 @@ class Watchlist:
         self.path = path
         self.max_size = max_size
         symbols = list(dict.fromkeys(s.upper() for s in initial))
-        if path is not None and path.exists():
-            try:
-                data = json.loads(path.read_text("utf-8"))
-                loaded = data["symbols"]
-                if not isinstance(loaded, list) or not all(
-                        isinstance(s, str) and s.isalnum() for s in loaded):
-                    raise ValueError("symbols must be a list of symbol names")
-                symbols = list(dict.fromkeys(s.upper() for s in loaded))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                logger.error("watchlist file %s is unreadable (%s); using WATCHLIST", path,
-                             type(exc).__name__)
+        doc = read_json_file(path) if path is not None else None
+        if doc is not None:
+            symbols = _read_symbols(Fields(doc, str(path)), max_size)
         self._symbols = symbols[:max_size]
 
     @property
@@ -164,4 +161,18 @@ class Watchlist:
     def _save(self) -> None:
         if self.path is None:
             return
-        write_json_atomic(self.path, {"symbols": self._symbols})
+        write_json_atomic(self.path, {"version": WATCHLIST_VERSION, "symbols": self._symbols})
+
+
+def _read_symbols(f: Fields, max_size: int) -> list[str]:
+    f.only("version", "symbols")
+    f.version(WATCHLIST_VERSION)
+    raw = f.doc.get("symbols")
+    if not isinstance(raw, list):
+        f.fail("symbols", f"must be a list of symbol names, got {type(raw).__name__}")
+    for i, symbol in enumerate(raw):
+        if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+            f.fail(f"symbols.{i}", f"is {str(symbol)[:40]!r}, not a symbol name like BTCUSDT")
+    if len(raw) > max_size:
+        f.fail("symbols", f"holds {len(raw)} symbols, more than MARKET_WATCHLIST_MAX={max_size}")
+    return list(dict.fromkeys(raw))

@@ -31,6 +31,7 @@ from core.market.series import (
     WatchlistFull,
 )
 from core.market.ta_report import ta_report
+from core.persisted import PersistError
 from handlers.cmd_market import answer_ta
 from handlers.i18n import Texts
 from jobs.market_worker import MarketWorker
@@ -288,7 +289,8 @@ async def test_watch_adds_streams_and_persists(rig, tmp_path):
         await eventually(lambda: rig.fake.market_subscribers("ethusdt@kline_4h") == 1
                          and rig.fake.market_subscribers("btcusdt@kline_1m") == 1
                          and market.cache.get("oi", "ETHUSDT") is not None)
-        assert json.loads((tmp_path / "watchlist.json").read_text()) == {"symbols": ["ETHUSDT"]}
+        assert json.loads((tmp_path / "watchlist.json").read_text()) == {"version": 1,
+                                                                       "symbols": ["ETHUSDT"]}
         assert Watchlist(tmp_path / "watchlist.json", ["SOLUSDT"]).symbols == ("ETHUSDT",)
         assert market.unwatch("BTCUSDT") is False and market.unwatch("ETHUSDT") is True
         await eventually(lambda: rig.fake.market_subscribers("ethusdt@kline_4h") == 0)
@@ -303,8 +305,30 @@ def test_watchlist_bounds_and_a_bad_file(tmp_path):
     assert wl.add("SOLUSDT") and not wl.add("SOLUSDT")
     with pytest.raises(WatchlistFull):
         wl.add("XRPUSDT")
-    path.write_text("{not json")
-    assert Watchlist(path, ["ETHUSDT"]).symbols == ("ETHUSDT",)
+    assert Watchlist(path, ["XRPUSDT"], max_size=2).symbols == ("ETHUSDT", "SOLUSDT")
+    path.write_text('{"symbols": ["BTCUSDT", "BTCUSDT"]}')  # version 1; duplicates folded
+    assert Watchlist(path).symbols == ("BTCUSDT",)
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    ("{not json", "(document)"),
+    ('["ETHUSDT"]', "(document)"),
+    ('{"symbols": "ETHUSDT"}', "symbols"),
+    ('{"symbols": ["ETHUSDT", "eth/usdt"]}', "symbols.1"),
+    ('{"symbols": [NaN]}', "symbols.0"),
+    ('{"symbols": ["A", "B", "C"]}', "symbols.0"),
+    ('{"symbols": ["ETHUSDT", "SOLUSDT", "XRPUSDT"]}', "symbols"),
+    ('{"symbols": [], "extra": 1}', "extra"),
+    ('{"version": 2, "symbols": []}', "version"),
+])
+def test_a_bad_watchlist_file_stops_naming_the_field_and_is_kept(tmp_path, content, field):
+    path = tmp_path / "watchlist.json"
+    path.write_text(content)
+    with pytest.raises(PersistError) as err:
+        Watchlist(path, ["ETHUSDT"], max_size=2)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and f"field '{field}'" in msg, msg
+    assert path.read_text() == content
 
 
 def test_kline_series_folds_updates_and_detects_gaps():
