@@ -97,6 +97,7 @@ def build_application(settings: Settings, services: Services,
     Raises:
         RunError: no token, or no admin ids.
         ValueError: a command module declares an invalid command.
+        core.persisted.PersistError: ``notify.json`` or ``outbox.sqlite3`` is invalid.
     """
     options = options or HostOptions()
     if settings.telegram_bot_token is None:
@@ -119,6 +120,7 @@ def build_application(settings: Settings, services: Services,
     access = Access(admins=ids, users=ids)
     commands, callbacks = collect(discover())
     t = Texts(settings.bot_language)
+    notify = NotifyPrefs(settings.data_dir / "notify.json")  # validated before the outbox opens
     outbox = Outbox(app.bot, settings.data_dir / "outbox.sqlite3",
                     skipped_note=lambda name, mb: t(
                         "{name} ({size} MB) is too large for Telegram and was not sent.",
@@ -136,7 +138,7 @@ def build_application(settings: Settings, services: Services,
         texts=t,
         confirmations=Confirmations(options.confirm_ttl_s, options.clock), access=access,
         project_root=options.project_root, commands=commands,
-        notify=NotifyPrefs(settings.data_dir / "notify.json"),
+        notify=notify,
     )
     app.bot_data["_host"] = _HostState(options)
     install(app, commands, callbacks, access, on_usage=_on_usage, on_unknown=_on_unknown)
@@ -273,8 +275,14 @@ async def run_hosted(settings: Settings, services: Services, *,
 
     Raises:
         RunError: the token is rejected, or the configuration is incomplete.
+        core.persisted.PersistError: ``notify.json`` or ``outbox.sqlite3`` is invalid (names
+            the file and the field); the services are stopped first.
     """
-    app = build_application(settings, services, options)
+    try:
+        app = build_application(settings, services, options)
+    except BaseException:
+        await services.stop()
+        raise
     return await serve(app, stop=stop)
 
 

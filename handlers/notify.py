@@ -1,20 +1,18 @@
 """/notify preferences: per alert type, ``on`` (with a sound), ``silent`` (no sound) or ``off``.
 
 Persisted in ``DATA_DIR/notify.json`` (``{"version": 1, "modes": {type: mode}}``), written
-atomically. A damaged file is reported in one log line and ignored (every alert on), never
-rewritten until the admin changes a preference. An engine HALT is always delivered with a
-sound, whatever the preferences: it needs a human.
+atomically, validated on load like the store of record: a damaged file (not JSON, an unknown
+field, schema version, alert type or mode) stops the start with one line naming the file and
+the field, and is left as it is. An engine HALT is always delivered with a sound, whatever the
+preferences: it needs a human.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 
+from core.persisted import Fields, read_json_file
 from utils.files import write_json_atomic
-
-logger = logging.getLogger(__name__)
 
 #: /notify's alert types and the event classes (by name) in each; anything else is "other".
 ALERT_TYPES: dict[str, tuple[str, ...]] = {
@@ -36,23 +34,28 @@ VERSION = 1
 
 class NotifyPrefs:
     """Alert modes by type (``handlers.alert_texts.ALERT_TYPES``); ``path`` None keeps them in
-    memory only."""
+    memory only; no file: every alert type is on.
+
+    Raises:
+        core.persisted.PersistError: the file is invalid (names the file and the field).
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._modes: dict[str, str] = {}
-        if path is not None and path.exists():
-            try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                modes = raw["modes"] if isinstance(raw, dict) and raw.get("version") == VERSION \
-                    else None
-                if not isinstance(modes, dict) or not all(
-                        k in ALERT_TYPES and v in MODES for k, v in modes.items()):
-                    raise ValueError("unexpected content")
-                self._modes = dict(modes)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                logger.error("%s is unreadable (%s); every alert type is on until /notify "
-                             "changes one", path.name, type(exc).__name__)
+        doc = read_json_file(path) if path is not None else None
+        if doc is not None:
+            f = Fields(doc, str(path))
+            f.only("version", "modes")
+            f.version(VERSION)
+            for kind, mode in f.obj("modes").items():
+                if kind not in ALERT_TYPES:
+                    f.fail(f"modes.{kind}", f"is not an alert type (one of "
+                                            f"{', '.join(ALERT_TYPES)})")
+                if mode not in MODES:
+                    f.fail(f"modes.{kind}", f"is {str(mode)[:20]!r}, not one of"
+                                            f" {', '.join(MODES)}")
+                self._modes[kind] = mode
 
     def mode(self, alert_type: str) -> str:
         return self._modes.get(alert_type, "on")

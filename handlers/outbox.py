@@ -6,7 +6,8 @@
 * Persistence: every queued message is a row in ``DATA_DIR/outbox.sqlite3`` (stdlib sqlite3,
   WAL; ``handlers/outbox_store.py``) until Telegram accepted it, so an outage or a restart
   delays messages but loses none. File bytes stay on disk until sent: the queue in memory holds
-  metadata only and is bounded (``max_pending``).
+  metadata only and is bounded (``max_pending``). The file is validated when the outbox opens:
+  a damaged one raises ``PersistError`` (the start stops, the file and its queue are kept).
 * Flood limits: a token bucket per chat (about one message a second, short bursts allowed) and
   one for the whole bot (about 30 a second), see shared/telegram/NOTES.md. A 429 answer
   (``RetryAfter``) pauses the queue for ``retry_after`` seconds, then the same message is
@@ -141,6 +142,10 @@ class Outbox:
         skipped_note: ``(filename, megabytes) -> HTML`` told to a chat whose file was too large
             to send (the host passes the translated text).
         clock / sleep: monotonic seconds and the matching sleep (tests pass fakes).
+
+    Raises:
+        core.persisted.PersistError: ``path`` is not a usable outbox file (names file, row and
+            field; nothing was changed).
     """
 
     def __init__(

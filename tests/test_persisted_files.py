@@ -207,3 +207,62 @@ def test_files_beside_the_store_that_are_valid_or_missing_start_the_bot(env, cap
     for name in ("strategy.json", "watchlist.json"):
         (env / name).unlink()
     assert run(capsys)[0] == 0
+
+
+TOKEN = "6100200300:AAFt3stT0ken_abcdefghijklmnopqrstuvw"
+# read when Telegram hosts the bot: before anything is sent, so no Bot API server is needed
+BAD_TELEGRAM_FILES = [
+    ("notify.json", b"{not json", "(document)"),
+    ("notify.json", b'{"version": 1, "modes": {"entries": "loud"}}', "modes.entries"),
+    ("notify.json", b'{"version": 1, "modes": {"fills": "off"}}', "modes.fills"),
+    ("notify.json", b'{"version": 1, "modes": {"exits": NaN}}', "modes.exits"),
+    ("notify.json", b'{"version": 1, "modes": []}', "modes"),
+    ("notify.json", b'{"version": 1, "modes": {}, "muted": true}', "muted"),
+    ("notify.json", b'{"version": 5, "modes": {}}', "version"),
+    ("outbox.sqlite3", b"SQLite format 3\x00" + bytes(range(256)) * 40, "(database)"),
+    ("outbox.sqlite3", b"queued alerts\n" * 300, "(database)"),
+]
+
+
+def outbox_with(path: Path, assignment: str) -> None:
+    """An outbox file holding one queued alert, one field then damaged by ``assignment``."""
+    from handlers.outbox_store import OutboxStore, OutMessage
+
+    store = OutboxStore(path)
+    store.add(OutMessage(0, 1, "text", "<b>queued alert</b>", priority=0))
+    store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"UPDATE outbox SET {assignment}")
+        conn.commit()
+
+
+@pytest.fixture
+def hosted(env, monkeypatch):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_ADMIN_IDS", "1")
+    return env
+
+
+@pytest.mark.parametrize(("name", "content", "field"), BAD_TELEGRAM_FILES,
+                         ids=[f"{n}:{f}:{c[:24]!r}" for n, c, f in BAD_TELEGRAM_FILES])
+def test_a_bad_telegram_file_stops_with_one_line_naming_it(hosted, capsys, name, content, field):
+    path = hosted / name
+    path.write_bytes(content)
+    code, err = run(capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert str(path) in err and f"field '{field}'" in err and TOKEN not in err, err
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(("assignment", "field"), [
+    ("kind = 'sticker'", "kind"), ("priority = 7", "priority"), ("chat_id = 'admin'", "chat_id"),
+    ("markup = 'not json'", "markup"), ("size = -1", "size"),
+])
+def test_a_bad_outbox_row_stops_and_the_queued_alert_stays(hosted, capsys, assignment, field):
+    path = hosted / "outbox.sqlite3"
+    outbox_with(path, assignment)
+    before = digest(path)
+    code, err = run(capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert str(path) in err and "[outbox seq 1]" in err and f"field '{field}'" in err, err
+    assert digest(path) == before

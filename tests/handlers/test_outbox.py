@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 from collections import deque
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
+from core.persisted import PersistError
 from handlers.outbox import MAX_CAPTION, MAX_TEXT, Outbox, split_html
 from tests.conftest import eventually
 from tests.fakes.telegram import FakeTelegram, _balanced_html
@@ -387,3 +390,109 @@ async def test_a_sent_document_leaves_no_copy_in_the_outbox_files(tmp_path):
     await outbox.stop()
     for file in tmp_path.iterdir():
         assert marker not in file.read_bytes(), file.name
+
+
+# ---------------------------------------------------------------------- a damaged file
+
+
+async def queued_file(path: Path) -> None:
+    """An outbox file with one of each kind pending and one dead letter, checkpointed so that
+    the main file holds everything (its digest is the whole state)."""
+    first = make(ScriptedBot(), path)
+    first.send_text(1, "<b>one</b>")
+    first.send_photo(2, b"\x89PNG-bytes", "chart")
+    first.edit_text(1, 77, "edited")
+    await first.stop()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO dead_letter VALUES (9, 1, 'text', 'x', '', 0, 'Forbidden', 5)")
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# (table, SQL assignment, field named)
+BAD_OUTBOX_ROWS = [
+    ("outbox", "kind = 'sticker'", "kind"),
+    ("outbox", "kind = 3", "kind"),
+    ("outbox", "chat_id = 'me'", "chat_id"),
+    ("outbox", "chat_id = 0", "chat_id"),
+    ("outbox", "text = x'4142'", "text"),
+    ("outbox", "priority = 5", "priority"),
+    ("outbox", "notice = -1", "notice"),
+    ("outbox", "silent = 2", "silent"),
+    ("outbox", "size = -3", "size"),
+    ("outbox", "size = 1.5", "size"),
+    ("outbox", "message_id = -1", "message_id"),
+    ("outbox", "markup = '[1]' WHERE kind = 'text'", "markup"),
+    ("outbox", "markup = '{oops' WHERE kind = 'text'", "markup"),
+    ("outbox", "data = NULL WHERE kind = 'photo'", "data"),
+    ("outbox", "message_id = 0 WHERE kind = 'edit'", "message_id"),
+    ("outbox", "filename = x'00ff'", "filename"),
+    ("dead_letter", "kind = 'voice'", "kind"),
+    ("dead_letter", "failed_ms = 'soon'", "failed_ms"),
+    ("dead_letter", "error = x'00'", "error"),
+]
+
+
+@pytest.mark.parametrize(("table", "assignment", "field"), BAD_OUTBOX_ROWS,
+                         ids=[f"{t}.{a}" for t, a, _ in BAD_OUTBOX_ROWS])
+async def test_an_invalid_outbox_row_stops_naming_it_and_keeps_the_file(tmp_path, table,
+                                                                         assignment, field):
+    path = tmp_path / "outbox.sqlite3"
+    await queued_file(path)
+    where = "" if " WHERE " in assignment else f" WHERE seq = (SELECT MIN(seq) FROM {table})"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"UPDATE {table} SET {assignment}{where}")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(PersistError) as err:
+        make(ScriptedBot(), path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and f"[{table} seq " in msg, msg
+    assert f"field '{field}'" in msg, msg
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (b"SQLite format 3\x00" + bytes(range(256)) * 40, "(database)"),
+    (b"this is not a database, it is a note" * 100, "(database)"),
+])
+async def test_a_damaged_outbox_database_stops_with_one_line(tmp_path, content, field):
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(PersistError) as err:
+        make(ScriptedBot(), path)
+    assert "\n" not in str(err.value) and f"field '{field}'" in str(err.value)
+    assert path.read_bytes() == content
+
+
+async def test_a_newer_outbox_schema_stops_and_an_older_one_is_migrated(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    await queued_file(path)
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version = 3")
+    before = path.read_bytes()
+    with pytest.raises(PersistError, match="field 'user_version' is 3"):
+        make(ScriptedBot(), path)
+    assert path.read_bytes() == before
+
+    old = tmp_path / "v1.sqlite3"  # schema 1: no priority, notice, size or silent columns
+    with closing(sqlite3.connect(old)) as db:
+        db.executescript(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, chat_id INTEGER NOT"
+            " NULL, kind TEXT NOT NULL, text TEXT NOT NULL, data BLOB, filename TEXT NOT NULL,"
+            " message_id INTEGER NOT NULL, markup TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+            "INSERT INTO outbox (chat_id, kind, text, filename, message_id, markup, created_ms)"
+            " VALUES (5, 'text', 'kept', '', 0, '', 1);")
+    bot = ScriptedBot()
+    outbox = make(bot, old)
+    assert outbox.pending == 1
+    await run_until_sent(outbox)
+    assert bot.delivered == [("text", 5, "kept")]
+
+
+async def test_a_valid_outbox_file_keeps_every_queued_message(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    await queued_file(path)
+    outbox = make(ScriptedBot(), path)
+    assert outbox.pending == 3 and outbox.dead_letters == 1
+    await outbox.stop()

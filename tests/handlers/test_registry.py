@@ -311,6 +311,37 @@ def test_alerts_follow_notify_preferences_and_a_halt_always_rings(tmp_path):
     assert "HALTED" in sent[1].text and "daily loss" in sent[1].text
 
 
+@pytest.mark.parametrize(("content", "field"), [
+    ("{not json", "(document)"),
+    ('{"version": 1, "modes": []}', "modes"),
+    ('{"version": 1, "modes": {"entries": "loud"}}', "modes.entries"),
+    ('{"version": 1, "modes": {"exits": NaN}}', "modes.exits"),
+    ('{"version": 1, "modes": {"nope": "off"}}', "modes.nope"),
+    ('{"version": 1, "modes": {}, "sound": true}', "sound"),
+    ('{"version": 2, "modes": {}}', "version"),
+])
+def test_a_bad_notify_file_stops_naming_the_field_and_is_kept(tmp_path, content, field):
+    from core.persisted import PersistError
+    from handlers.notify import NotifyPrefs
+
+    path = tmp_path / "notify.json"
+    path.write_text(content)
+    with pytest.raises(PersistError) as err:
+        NotifyPrefs(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and f"field '{field}'" in msg, msg
+    assert path.read_text() == content
+
+
+def test_notify_prefs_read_back_and_a_missing_file_means_every_alert_on(tmp_path):
+    from handlers.notify import NotifyPrefs
+
+    path = tmp_path / "notify.json"
+    assert set(NotifyPrefs(path).all().values()) == {"on"} and not path.exists()
+    NotifyPrefs(path).set("daily", "off")
+    assert NotifyPrefs(path).mode("daily") == "off" and NotifyPrefs(path).mode("exits") == "on"
+
+
 # ---------------------------------------------------------------------- /dar and errors
 
 

@@ -128,7 +128,7 @@ async def test_watch_add_list_remove(tmp_path):
         await eventually(lambda: binance.market_subscribers("ethusdt@kline_1m") == 1
                          and bot.services.market.cache.get("oi", "ETHUSDT") is not None)
         assert json.loads((tmp_path / "data" / "watchlist.json").read_text()) == {
-            "symbols": ["ETHUSDT"]}
+            "version": 1, "symbols": ["ETHUSDT"]}
         assert only_line(await bot.command("/watch add ETHUSDT")) == (
             "ETHUSDT is already watched.")
         assert only_line(await bot.command("/watch add NOPEUSDT")) == (
