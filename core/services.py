@@ -46,7 +46,7 @@ from core.journal import Journal, JournalError
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
 from core.ports import Component, Connection, Metric
-from core.replay.feed import feed_replay, replay_feed  # noqa: F401  (re-exported)
+from core.replay.feed import feed_replay, read_cursor, replay_feed  # noqa: F401  (re-exported)
 from utils.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ class Services:
 
     Raises:
         RunError: a mode this build cannot run, or an unreadable paper account file.
-        core.persisted.PersistError: an invalid store of record, ``strategy.json`` or
-            ``watchlist.json`` (names file and field).
+        core.persisted.PersistError: an invalid store of record (replay cursor included),
+            ``strategy.json`` or ``watchlist.json`` (names file and field).
     """
 
     def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True,
@@ -114,7 +114,8 @@ class Services:
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(ConnectionStatus, self._on_connection)
         self.market_worker: Any = None
-        try:  # the watchlist file is validated here
+        try:  # the replay cursor and the watchlist file are validated here
+            read_cursor(self.engine.store)
             if market is None:
                 self.market = market_from_settings(settings, bus=bus)
             else:

@@ -73,8 +73,17 @@ BAD_FIELDS = [
     ("ledger", "open.BTCUSDT.entry_ts", -5),
     ("ledger", "intents", [1]),
     ("ledger", "version", 7),
+    ("replay_cursor", "ts_ms", "soon"),
+    ("replay_cursor", "ts_ms", -1),
+    ("replay_cursor", "events", 1.5),
+    ("replay_cursor", "events", DELETE),
+    ("replay_cursor", "source", "BTCUSDT-1m-2023-04-15.csv"),
+    ("replay_cursor", "source", [3]),
+    ("replay_cursor", "version", 2),
 ]
-GOOD = {"engine_state": GOOD_STATE, "paper_account": GOOD_PAPER, "ledger": GOOD_LEDGER}
+GOOD_CURSOR = {"version": 1, "ts_ms": 1681516800000, "events": 10, "source": ["x.csv:1"]}
+GOOD = {"engine_state": GOOD_STATE, "paper_account": GOOD_PAPER, "ledger": GOOD_LEDGER,
+        "replay_cursor": GOOD_CURSOR}
 
 
 @pytest.fixture

@@ -65,21 +65,38 @@ def resume_point(engine: Any, source: list[str]) -> tuple[int, int]:
     Raises:
         PersistError: the stored cursor is invalid.
     """
-    store = engine.store
-    doc = store.get(CURSOR_KEY) if store is not None else None
+    saved = read_cursor(engine.store)
     after_ms = -1
     st = engine.state
     if st.symbol and st.opened_ms:
         after_ms = st.opened_ms  # never older prices into the open position
-    if doc is None:
+    if saved is None:
         return 0, after_ms
+    if saved.source == source:
+        return saved.events, -1
+    return 0, max(after_ms, saved.ts_ms)
+
+
+def read_cursor(store: Any) -> ReplayCursor | None:
+    """The saved cursor of ``store`` (None: no store, or no replay ran), validated. Called when
+    the services are built, so a bad one stops the start before anything runs.
+
+    Raises:
+        PersistError: ``version``, ``ts_ms``, ``events`` or ``source`` (a list of data file
+            names) is invalid.
+    """
+    doc = store.get(CURSOR_KEY) if store is not None else None
+    if doc is None:
+        return None
     f = Fields(doc, f"{store.path} [{CURSOR_KEY}]")
     f.version(1)
     ts_ms, events = f.ts("ts_ms"), f.int_("events")
-    raw_source = doc.get("source")
-    if raw_source == source:
-        return events, -1
-    return 0, max(after_ms, ts_ms)
+    source = doc.get("source", [])
+    if not isinstance(source, list) or not all(isinstance(s, str) for s in source):
+        f.fail("source", "must be a list of data file names")
+    cursor = ReplayCursor(source)
+    cursor.ts_ms, cursor.events = ts_ms, events
+    return cursor
 
 
 async def feed_replay(engine: Any, source: ReplaySource, speed: float,
