@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core import crashpoints
 from core.balance import BalanceStore
 from core.event_bus import EventBus
 from core.events import (
@@ -259,6 +260,7 @@ def build_engine(
                     connection=connection, trending=trending, ordering=ordering,
                     follow_orders=follow, ledger=ledger, risk=risk, started_ms=now_ms(),
                     strategy=choice, store=store, recovery_notes=tuple(notes), sanity=sanity)
+    crashpoints.watch(bus)  # the kill harness's event trigger, after the engine's subscribers
     engine.resume()
     return engine
 

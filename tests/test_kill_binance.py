@@ -5,10 +5,6 @@ exchange, and no order sent twice."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from core.events import PositionAdopted
-from tests.conftest import ROOT, eventually
+from tests.conftest import eventually
 from tests.fakes.binance import FakeBinance
+from tests.fakes.kill_child import KillChild
 from tests.fakes.live_harness import LiveBot
 
 D = Decimal
@@ -29,45 +26,12 @@ async def fake() -> AsyncIterator[FakeBinance]:
         yield f
 
 
-class Child:
-    """The bot in a subprocess, driven line by line."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, fake: FakeBinance, data: Path) -> Child:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.fakes.kill_child", fake.rest_url, fake.ws_api_url,
-            fake.stream_url, fake.api_key, fake.api_secret, str(data), cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        child = cls(proc)
-        await child.expect("READY")
-        return child
-
-    async def expect(self, word: str) -> None:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
-        assert line.decode().strip() == word
-
-    async def do(self, command: str, answer: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{command}\n".encode())
-        await self.proc.stdin.drain()
-        await self.expect(answer)
-
-    async def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert await self.proc.wait() == -signal.SIGKILL
-
-
 def entry_orders(fake: FakeBinance) -> int:
     return sum(1 for o in fake.account.orders.values() if not o.orig_type and o.side == "BUY")
 
 
 async def test_sigkill_mid_position(fake: FakeBinance, tmp_path: Path) -> None:
-    child = await Child.start(fake, tmp_path)
+    child = await KillChild.start(fake, tmp_path)
     await child.do("open", "OPEN")
     await child.kill()
     async with LiveBot(fake, tmp_path, persist=True) as bot:
@@ -81,7 +45,7 @@ async def test_sigkill_mid_position(fake: FakeBinance, tmp_path: Path) -> None:
 
 
 async def test_sigkill_with_the_entry_in_flight(fake: FakeBinance, tmp_path: Path) -> None:
-    child = await Child.start(fake, tmp_path)
+    child = await KillChild.start(fake, tmp_path)
     fake.faults.late_next_order(1)  # the entry's answer never comes back
     await child.do("enter", "ENTERING")
     await child.kill()
@@ -94,7 +58,7 @@ async def test_sigkill_with_the_entry_in_flight(fake: FakeBinance, tmp_path: Pat
 
 
 async def test_sigkill_with_the_exit_in_flight(fake: FakeBinance, tmp_path: Path) -> None:
-    child = await Child.start(fake, tmp_path)
+    child = await KillChild.start(fake, tmp_path)
     await child.do("open", "OPEN")
     fake.faults.late_next_order(1)  # the exit's answer never comes back
     await child.do("exit", "EXITING")

@@ -1,4 +1,5 @@
-"""The bot in a child process, to be killed with SIGKILL by a test (tests/test_kill_binance.py).
+"""The bot in a child process, to be killed with SIGKILL (tests/test_kill_binance.py,
+tests/test_kill_live.py); ``KillChild`` is the test's handle on it.
 
     python -m tests.fakes.kill_child REST_URL WS_API_URL STREAM_URL API_KEY SECRET DATA_DIR
 
@@ -12,18 +13,23 @@ on stdout once the bot's own state shows it done:
   pending);
 * ``exit``  -> close the position; ``EXITING`` as soon as the exit order left.
 
-``READY`` is printed once the adapter has reconciled. The process then waits to be killed.
+``READY`` is printed once the adapter has reconciled. The process then waits to be killed: by
+the test, or by itself at the trigger ``DORT5BOT_CRASH_AT`` arms (core/crashpoints.py; counted
+from the process's start, so the startup's own commits and events count too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.events import ExitReason, OrderRequest, Side
-from tests.conftest import eventually
+from tests.conftest import ROOT, eventually
+from tests.fakes.binance import FakeBinance
 from tests.fakes.live_harness import LiveBot
 
 
@@ -76,6 +82,56 @@ def protected(bot: LiveBot) -> bool:
     prot = bot.conn.protective.positions.get("BTCUSDT")
     return (bot.phase == "OPEN" and prot is not None and len(prot.stops) == 2
             and all(s.status.value == "NEW" for s in prot.stops.values()))
+
+
+class KillChild:
+    """The test's side: the bot in a subprocess, driven line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, fake: FakeBinance, data: Path, *, crash: str = "") -> KillChild:
+        """Start the child against ``fake`` on ``data``, armed with ``crash`` (a
+        ``DORT5BOT_CRASH_AT`` spec, "" none); returns once it is READY."""
+        env = {k: v for k, v in os.environ.items() if k != "DORT5BOT_CRASH_AT"}
+        env["PYTHONPATH"] = str(ROOT)
+        if crash:
+            env["DORT5BOT_CRASH_AT"] = crash
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.fakes.kill_child", fake.rest_url, fake.ws_api_url,
+            fake.stream_url, fake.api_key, fake.api_secret, str(data), cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=env)
+        child = cls(proc)
+        await child.expect("READY")
+        return child
+
+    async def expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        assert line.decode().strip() == word
+
+    async def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{command}\n".encode())
+        await self.proc.stdin.drain()
+
+    async def do(self, command: str, answer: str) -> None:
+        await self.send(command)
+        await self.expect(answer)
+
+    async def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert await self.proc.wait() == -signal.SIGKILL
+
+    async def crash(self, command: str) -> None:
+        """Send ``command`` and wait until the child has killed itself at its armed trigger
+        (whatever it answered before)."""
+        await self.send(command)
+        assert self.proc.stdout is not None
+        await asyncio.wait_for(self.proc.stdout.read(), 60)  # until its end of the pipe closes
+        assert await asyncio.wait_for(self.proc.wait(), 60) == -signal.SIGKILL
 
 
 if __name__ == "__main__":
