@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.events import OrderRequest
 from core.filters import SymbolFilters
+
+if TYPE_CHECKING:
+    from core.binance.market_rest import MarketRest
 
 
 @runtime_checkable
@@ -38,6 +41,24 @@ class Connection(Protocol):
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Latest mark price (else last trade price) known to the connection, or None."""
+        ...
+
+
+class MarketDataRest(Protocol):
+    """Public market-data REST (klines, 24 h ticker, open interest, mark price and funding
+    rate) for the market-data worker, sent through a rate limiter whose REQUEST_WEIGHT pool
+    counts it: in testnet/live the CONNECTION's own limiter (trading and market data share the
+    per-IP limit), in paper mode a stand-alone public client's.
+    ``core.binance.public_rest.PublicRest`` implements it."""
+
+    def market_rest(self, budget_fraction: float) -> MarketRest:
+        """Fetchers on a ``WorkerBudget`` of ``budget_fraction`` (0..1] of the pool's
+        REQUEST_WEIGHT per minute; they raise ``BudgetExhausted`` instead of waiting."""
+        ...
+
+    async def close(self) -> None:
+        """Close the REST client if this port owns it (paper); the CONNECTION closes its own
+        in ``stop()``. Idempotent."""
         ...
 
 

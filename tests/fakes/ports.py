@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from core.binance.market_rest import MarketRest, RestRequester, WeightPools, WorkerBudget
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
@@ -140,3 +141,24 @@ class FakeExchange:
 def fund(bus: EventBus, amount: str = "10000", asset: str = "USDT") -> None:
     bus.publish(BalanceUpdate(asset=asset, wallet_balance=Decimal(amount),
                               available_balance=Decimal(amount), ts_ms=0))
+
+
+class FakeMarketDataRest:
+    """A ``core.ports.MarketDataRest`` over a test's REST client and limiter: records the
+    budget fractions asked for and counts ``close()`` calls (it owns nothing)."""
+
+    def __init__(self, rest: RestRequester, limiter: WeightPools) -> None:
+        self.rest = rest
+        self.limiter = limiter
+        self.fractions: list[float] = []
+        self.budgets: list[WorkerBudget] = []
+        self.closed = 0
+
+    def market_rest(self, budget_fraction: float) -> MarketRest:
+        self.fractions.append(budget_fraction)
+        budget = WorkerBudget(self.limiter, budget_fraction)
+        self.budgets.append(budget)
+        return MarketRest(self.rest, budget, self.limiter.clock.now_ms)
+
+    async def close(self) -> None:
+        self.closed += 1
