@@ -44,6 +44,35 @@ class Connection(Protocol):
         ...
 
 
+class ServerTime(Protocol):
+    """The exchange's clock."""
+
+    def now_ms(self) -> int:
+        """Exchange server time, ms since the epoch."""
+        ...
+
+
+class ExchangeAccount(Protocol):
+    """The exchange account behind a live CONNECTION (testnet/live): its server time and an
+    account read. The paper exchange computes its account itself and needs neither."""
+
+    @property
+    def clock(self) -> ServerTime:
+        """The exchange's server time (local wall clock corrected by the measured offset)."""
+        ...
+
+    async def refresh_account(self) -> Decimal:
+        """Read the account; publish ``BalanceUpdate`` SNAPSHOTs and an ``EquitySnapshot``
+        (wallet balance, unrealized PnL, equity in the quote asset) on the bus; return the
+        equity. Raises ``core.binance.errors.ExchangeError`` when the read fails."""
+        ...
+
+
+class LiveConnection(Connection, ExchangeAccount, Protocol):
+    """The CONNECTION of testnet/live trading: orders plus the exchange account
+    (``core.binance.adapter.BinanceConnection``)."""
+
+
 class MarketDataRest(Protocol):
     """Public market-data REST (klines, 24 h ticker, open interest, mark price and funding
     rate) for the market-data worker, sent through a rate limiter whose REQUEST_WEIGHT pool

@@ -38,7 +38,7 @@ from core.event_bus import EventBus
 from core.events import EngineMode, StateChanged
 from core.migrate import store_for
 from core.persisted import PersistError
-from core.ports import Connection, MarketDataRest
+from core.ports import LiveConnection, MarketDataRest
 from core.state import EngineState
 from utils.settings import Settings
 
@@ -51,7 +51,7 @@ FeedFn = Callable[[Any, asyncio.Event], Awaitable[int]]
 class LiveSetup:
     """What the runner needs for live market data (and, in testnet/live, the exchange)."""
 
-    connection_factory: Callable[[EventBus], Connection] | None
+    connection_factory: Callable[[EventBus], LiveConnection] | None
     feed: FeedFn
     streams: tuple[str, ...]
     market_data: Callable[[], MarketDataRest]
@@ -133,11 +133,11 @@ def live_connection_factory(settings: Settings, **overrides: Any) -> LiveSetup:
     """
     streams = tuple(stream_names(settings.symbols, settings.binance_market_streams))
     built: list[BinanceConnection] = []  # the connection the factory made (testnet/live)
-    factory: Callable[[EventBus], Connection] | None = None
+    factory: Callable[[EventBus], LiveConnection] | None = None
     if settings.trading_mode != "paper":
         config = binance_config(settings, **overrides)
 
-        def factory(bus: EventBus) -> Connection:
+        def factory(bus: EventBus) -> LiveConnection:
             conn = BinanceConnection(bus, config)
             built[:] = [conn]
             return conn
