@@ -62,7 +62,7 @@ def build_services(settings: Settings, *, replay: Sequence[str] | None, speed: f
         except SetupError as exc:
             raise RunError(str(exc)) from None
         services = Services(settings, feed=live.feed, persist=True,
-                            market=live_market(settings),
+                            market=live_market(settings, live.market_data),
                             connection_factory=live.connection_factory)
     if settings.http_port is not None:
         from web.dashboard import status_server  # /healthz, /metrics and the dashboard

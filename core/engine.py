@@ -72,6 +72,7 @@ class Engine:
     store: Store | None = None
     recovery_notes: tuple[str, ...] = ()
     sanity: EdgeSanity | None = None
+    paper: PaperExchange | None = None  # the connection, when build_engine made the paper exchange
 
     @property
     def publish(self) -> Callable[[Any], None]:
@@ -204,7 +205,8 @@ def build_engine(
     """Wire an engine from settings.
 
     Args:
-        connection_factory: builds the CONNECTION on the bus; the paper exchange when None.
+        connection_factory: builds the CONNECTION on the bus; when None the paper exchange
+            (``paper_from_settings``) is built, and is also ``Engine.paper``.
         persist: keep engine state, ledger, paper account and the journal's fills and round
             trips in the store of record ``DATA_DIR/journal.sqlite3`` (legacy JSON files are
             migrated), after the startup recovery (core/recovery.py); False for backtests.
@@ -220,9 +222,12 @@ def build_engine(
     sanity = EdgeSanity(bus, max_jump=settings.sanity_max_price_jump_pct / 100,
                         max_future_ms=int(settings.sanity_max_future_s * 1000))
     sanity.install(bus)
+    paper: PaperExchange | None = None
+    connection: Connection
     if connection_factory is None:
-        connection_factory = lambda b: paper_from_settings(b, settings)  # noqa: E731
-    connection = connection_factory(bus)
+        connection = paper = paper_from_settings(bus, settings)
+    else:
+        connection = connection_factory(bus)
     if default_mode is None:
         armed = settings.trading_mode == "paper" and settings.paper_start_armed
         default_mode = EngineMode.ARMED if armed else EngineMode.DISARMED
@@ -252,14 +257,15 @@ def build_engine(
     ledger = Ledger(bus, store)
     notes: list[str] = []
     if store is not None:
-        if isinstance(connection, PaperExchange):
-            attach_paper_account(connection, store, bus)
-            notes = recover_paper(state, ledger, connection, now_ms())
+        if paper is not None:
+            attach_paper_account(paper, store, bus)
+            notes = recover_paper(state, ledger, paper, now_ms())
         store.bind(bus)
     engine = Engine(settings=settings, bus=bus, state=state, balance=balance,
                     connection=connection, trending=trending, ordering=ordering,
                     follow_orders=follow, ledger=ledger, risk=risk, started_ms=now_ms(),
-                    strategy=choice, store=store, recovery_notes=tuple(notes), sanity=sanity)
+                    strategy=choice, store=store, recovery_notes=tuple(notes), sanity=sanity,
+                    paper=paper)
     crashpoints.watch(bus)  # the kill harness's event trigger, after the engine's subscribers
     engine.resume()
     return engine

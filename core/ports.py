@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.events import OrderRequest
 from core.filters import SymbolFilters
+
+if TYPE_CHECKING:
+    from core.binance.market_rest import MarketRest
 
 
 @runtime_checkable
@@ -38,6 +41,53 @@ class Connection(Protocol):
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Latest mark price (else last trade price) known to the connection, or None."""
+        ...
+
+
+class ServerTime(Protocol):
+    """The exchange's clock."""
+
+    def now_ms(self) -> int:
+        """Exchange server time, ms since the epoch."""
+        ...
+
+
+class ExchangeAccount(Protocol):
+    """The exchange account behind a live CONNECTION (testnet/live): its server time and an
+    account read. The paper exchange computes its account itself and needs neither."""
+
+    @property
+    def clock(self) -> ServerTime:
+        """The exchange's server time (local wall clock corrected by the measured offset)."""
+        ...
+
+    async def refresh_account(self) -> Decimal:
+        """Read the account; publish ``BalanceUpdate`` SNAPSHOTs and an ``EquitySnapshot``
+        (wallet balance, unrealized PnL, equity in the quote asset) on the bus; return the
+        equity. Raises ``core.binance.errors.ExchangeError`` when the read fails."""
+        ...
+
+
+class LiveConnection(Connection, ExchangeAccount, Protocol):
+    """The CONNECTION of testnet/live trading: orders plus the exchange account
+    (``core.binance.adapter.BinanceConnection``)."""
+
+
+class MarketDataRest(Protocol):
+    """Public market-data REST (klines, 24 h ticker, open interest, mark price and funding
+    rate) for the market-data worker, sent through a rate limiter whose REQUEST_WEIGHT pool
+    counts it: in testnet/live the CONNECTION's own limiter (trading and market data share the
+    per-IP limit), in paper mode a stand-alone public client's.
+    ``core.binance.public_rest.PublicRest`` implements it."""
+
+    def market_rest(self, budget_fraction: float) -> MarketRest:
+        """Fetchers on a ``WorkerBudget`` of ``budget_fraction`` (0..1] of the pool's
+        REQUEST_WEIGHT per minute; they raise ``BudgetExhausted`` instead of waiting."""
+        ...
+
+    async def close(self) -> None:
+        """Close the REST client if this port owns it (paper); the CONNECTION closes its own
+        in ``stop()``. Idempotent."""
         ...
 
 

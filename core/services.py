@@ -45,7 +45,7 @@ from core.filters import round_price
 from core.journal import Journal, JournalError
 from core.market.data import MarketData, market_from_settings
 from core.paper import PaperExchange
-from core.ports import Component, Connection, Metric
+from core.ports import Component, LiveConnection, Metric
 from core.replay.feed import feed_replay, read_cursor, replay_feed  # noqa: F401  (re-exported)
 from utils.settings import Settings
 
@@ -79,7 +79,9 @@ class Services:
             data. None: no market data (commands still work; nothing trades).
         persist: keep engine state and the paper account under DATA_DIR.
         connection_factory: the exchange connection (testnet/live,
-            ``core.binance.live.live_connection_factory``); None = the paper exchange.
+            ``core.binance.live.live_connection_factory``), which is also the exchange account
+            (server time, account reads) of ``now_ms`` and ``refresh_balance``; None = the
+            paper exchange.
         market: builds the market-data cache and its worker (live market data); None: the
             cache takes the engine bus's candles and mark prices (replay), no worker.
 
@@ -91,10 +93,19 @@ class Services:
 
     def __init__(self, settings: Settings, *, feed: FeedFn | None, persist: bool = True,
                  market: MarketFactory | None = None,
-                 connection_factory: Callable[[EventBus], Connection] | None = None) -> None:
+                 connection_factory: Callable[[EventBus], LiveConnection] | None = None
+                 ) -> None:
         self.settings = settings
-        self.engine = build_engine(settings, persist=persist,
-                                   connection_factory=connection_factory)
+        self._live: LiveConnection | None = None  # the exchange account (testnet/live)
+        build = None
+        if connection_factory is not None:
+            make_live = connection_factory
+
+            def build(bus: EventBus) -> LiveConnection:
+                self._live = make_live(bus)
+                return self._live
+
+        self.engine = build_engine(settings, persist=persist, connection_factory=build)
         self._last_equity: EquitySnapshot | None = None
         self._feed = feed
         url = settings.journal_url
@@ -147,8 +158,8 @@ class Services:
 
     @property
     def paper(self) -> PaperExchange | None:
-        conn = self.engine.connection
-        return conn if isinstance(conn, PaperExchange) else None
+        """The paper exchange (paper mode, replay), else None."""
+        return self.engine.paper
 
     async def start(self, *, start_feed: bool = True) -> None:
         """Open the journal, publish the account snapshot, start the feed task.
@@ -254,18 +265,17 @@ class Services:
         paper = self.paper
         if paper is not None and paper.now_ms:
             return paper.now_ms
-        clock = getattr(self.engine.connection, "clock", None)
-        if clock is not None:
-            return clock.now_ms()
+        if self._live is not None:
+            return self._live.clock.now_ms()
         return _now_ms()
 
     def refresh_balance(self) -> None:
         """Publish the account's balance (BalanceUpdate SNAPSHOT) and an EquitySnapshot."""
         paper = self.paper
         if paper is None:
-            refresh = getattr(self.engine.connection, "refresh_account", None)
-            if refresh is not None:  # live: read the account over the WS API, off the bus
-                task = asyncio.get_running_loop().create_task(refresh(), name="refresh-account")
+            if self._live is not None:  # live: read the account over the WS API, off the bus
+                task = asyncio.get_running_loop().create_task(self._live.refresh_account(),
+                                                              name="refresh-account")
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             return

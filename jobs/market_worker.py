@@ -15,8 +15,10 @@ carries its backoff state from one pass to the next):
   the next pass waits longer (exponential, honouring Retry-After, up to 5 minutes); the cache
   keeps serving meanwhile.
 
-``live_market(settings)`` is the factory ``core.services.Services(market=...)`` takes for live
-market data (paper without --replay, testnet, live).
+``live_market(settings, market_data)`` is the factory ``core.services.Services(market=...)``
+takes for live market data (paper without --replay, testnet, live); ``market_data`` gives the
+``core.ports.MarketDataRest`` port the composition root chose (the connection's REST client and
+rate limiter in testnet/live, a public client of its own in paper mode).
 """
 
 from __future__ import annotations
@@ -27,13 +29,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from core.binance.clock import Backoff, ServerClock
-from core.binance.market_rest import MarketRest, WorkerBudget
-from core.binance.rate_limit import RateLimiter
-from core.binance.rest import RestClient
+from core.binance.clock import Backoff
 from core.binance.streams import MarketStreams
 from core.events import ConnectionStatus
 from core.market.data import MarketData, market_from_settings
+from core.ports import MarketDataRest
 from utils.aio import cancel_and_wait
 from utils.settings import Settings
 
@@ -51,20 +51,21 @@ class MarketWorker:
         stream_url: stream base URL (the client appends ``/market/stream?streams=``).
         refresh_s: seconds between passes when all is well.
         silence_s: stream watchdog (reconnect after this long without a frame).
-        owned_rest: a REST client this worker created and must close (paper mode).
+        rest_port: the market-data REST port the cache's fetchers came from; ``stop()`` closes
+            it (which closes only a client the port owns: paper mode's).
         streams_factory: builds the stream client (tests inject options).
     """
 
     def __init__(self, market: MarketData, stream_url: str, *, refresh_s: float = 5.0,
                  silence_s: float = 10.0, backoff_cap_s: float = BACKOFF_CAP_S,
-                 owned_rest: RestClient | None = None,
+                 rest_port: MarketDataRest | None = None,
                  streams_factory: Callable[..., Any] = MarketStreams) -> None:
         self.market = market
         self.stream_url = stream_url
         self.refresh_s = refresh_s
         self.silence_s = silence_s
         self.backoff = Backoff(refresh_s, backoff_cap_s)
-        self._owned_rest = owned_rest
+        self.rest_port = rest_port
         self._streams_factory = streams_factory
         self._tasks: list[asyncio.Task] = []
         self.streams: Any = None
@@ -87,8 +88,8 @@ class MarketWorker:
         if self.streams is not None:
             await self.streams.stop()
             self.streams = None
-        if self._owned_rest is not None:
-            await self._owned_rest.close()
+        if self.rest_port is not None:
+            await self.rest_port.close()
 
     def health(self) -> dict[str, Any]:
         """Passes, failed passes, the last error, stream connections up/down, and the REST
@@ -151,37 +152,31 @@ class MarketWorker:
             await self.market.wait_change(seen)
 
 
-def live_market(settings: Settings, *,
+def live_market(settings: Settings, market_data: Callable[[], MarketDataRest], *,
                 executor_factory: Callable[[], Executor] | None = None,
                 clock: Callable[[], float] | None = None,
                 **worker_options: Any) -> Callable[[Settings, Any], tuple[MarketData,
                                                                            MarketWorker]]:
     """The ``Services(market=...)`` factory for live market data.
 
-    With a Binance connection (testnet/live) the worker's REST requests go through the
-    connection's ``RestClient`` and ``RateLimiter``; in paper mode it makes its own public REST
-    client and limiter (same IP limit). ``worker_options`` go to ``MarketWorker``.
+    Args:
+        settings: validated settings (MARKET_* and the stream URL).
+        market_data: called once the engine (and so the connection) is built; the REST port
+            the worker's requests go through (``core.binance.live.LiveSetup.market_data``:
+            the connection's client and limiter in testnet/live, its own in paper mode).
+        executor_factory, clock: passed to ``market_from_settings``.
+        worker_options: passed to ``MarketWorker``.
     """
     def build(settings: Settings, engine: Any) -> tuple[MarketData, MarketWorker]:
-        conn = engine.connection
-        rest: Any = getattr(conn, "rest", None)
-        limiter: Any = getattr(conn, "limiter", None)
-        owned = None
-        if rest is None or limiter is None:
-            server_clock = ServerClock()
-            limiter = RateLimiter(server_clock, fraction=settings.binance_rate_limit_fraction)
-            rest = owned = RestClient(settings.binance_url("rest"), api_key=None, signer=None,
-                                      clock=server_clock, limiter=limiter)
-        budget = WorkerBudget(limiter, settings.market_worker_budget_fraction)
+        port = market_data()
         kw: dict[str, Any] = {"executor_factory": executor_factory}
         if clock is not None:
             kw["clock"] = clock
-        market = market_from_settings(settings, rest=MarketRest(rest, budget,
-                                                                 limiter.clock.now_ms), **kw)
+        rest = port.market_rest(settings.market_worker_budget_fraction)
+        market = market_from_settings(settings, rest=rest, **kw)
         options = {"refresh_s": settings.market_refresh_s,
                    "silence_s": settings.binance_stream_silence_s, **worker_options}
-        worker = MarketWorker(market, settings.binance_url("stream"), owned_rest=owned,
-                              **options)
+        worker = MarketWorker(market, settings.binance_url("stream"), rest_port=port, **options)
         return market, worker
 
     return build

@@ -88,3 +88,36 @@ def test_replay_is_paper_only(tmp_path):
     settings = load_settings(_env_file=None, trading_mode="live", data_dir=tmp_path)
     with pytest.raises(RunError, match="paper mode only"):
         build_services(settings, replay=["x.gz"], speed=1.0)
+
+
+async def test_paper_market_worker_has_its_own_public_client_and_closes_it(fake, tmp_path):
+    settings = settings_for(fake, tmp_path, trading_mode="paper")
+    services = build_services(settings, replay=None, speed=1.0)
+    worker = services.market_worker
+    port = worker.rest_port
+    assert port.owned  # its own client and limiter: stop() closes them
+    await services.start(start_feed=False)
+    try:
+        await eventually(lambda: worker.passes >= 1, timeout=5)
+        spent = services.market.rest.budget.spent_total
+        assert spent > 0 and port.limiter.pools[("REQUEST_WEIGHT", 60_000)].used >= spent
+    finally:
+        services.request_stop()
+        await services.stop()
+
+
+async def test_testnet_market_worker_shares_the_connections_weight_pool(fake, tmp_path):
+    settings = settings_for(fake, tmp_path, trading_mode="testnet",
+                            binance_api_key=fake.api_key, binance_api_secret=fake.api_secret)
+    services = build_services(settings, replay=None, speed=1.0)
+    conn, worker = services.engine.connection, services.market_worker
+    assert worker.rest_port.limiter is conn.limiter and not worker.rest_port.owned
+    await services.start()
+    try:
+        await eventually(lambda: worker.passes >= 1 and conn.ready, timeout=5)
+        spent = services.market.rest.budget.spent_total
+        pool = conn.limiter.pools[("REQUEST_WEIGHT", 60_000)]
+        assert spent > 0 and pool.used >= spent  # the worker's weight, in trading's pool
+    finally:
+        services.request_stop()
+        await services.stop()

@@ -33,7 +33,6 @@ from core.backtest.tracking import Diagnostics, EquityTracker
 from core.engine import build_engine
 from core.event_bus import EventBus
 from core.events import BarTick, Candle, EngineMode, ExitReason, FundingRate
-from core.paper import PaperExchange
 from core.replay.bar_ticks import position_side, with_bar_ticks
 from core.replay.csv_files import symbol_from_filename
 from core.replay.source import ReplaySource
@@ -221,8 +220,8 @@ def run_backtest(
         notes.append(f"timeframe {tf}: the klines' own interval")
     settings = settings.model_copy(update={"symbols": symbols, "timeframe": tf})
     engine = build_engine(settings, persist=False, default_mode=EngineMode.ARMED)
-    paper = engine.connection
-    assert isinstance(paper, PaperExchange)
+    paper = engine.paper
+    assert paper is not None  # build_engine made the paper exchange (no connection_factory)
     tracker = EquityTracker(engine.bus, paper, frozenset(symbols))
     diag = Diagnostics()
     diag.attach(engine.bus, paper, max(r.warmup for r in engine.trending.rules.values()))

@@ -8,6 +8,12 @@
   (setup checks, WS API, user stream, reconciliation) when there is one, streams market data
   onto the bus until ``stop`` is set, then stops both (exchange orders and stops stay). Returns
   the number of market events published.
+* ``market_data``: ``() -> MarketDataRest``, public market-data REST for the market-data worker:
+  through the connection's own client and rate limiter (testnet/live), or a stand-alone public
+  client (paper).
+
+The factory remembers the connection it built, so the feed and ``market_data`` use it without
+asking the engine's connection what it is.
 
 Keys: BINANCE_API_KEY with BINANCE_API_SECRET (HMAC) or BINANCE_PRIVATE_KEY_PATH (Ed25519).
 Orders and SL/TP of the previous run are read (read-only) from the store of record, so a
@@ -25,13 +31,14 @@ from typing import Any
 
 from core.binance.adapter import BinanceConfig, BinanceConnection, SetupError
 from core.binance.adopt import AdoptPolicy
+from core.binance.public_rest import PublicRest
 from core.binance.signing import Ed25519Signer, HmacSigner, KeyFileError, Signer
 from core.binance.streams import MarketStreams, stream_names
 from core.event_bus import EventBus
 from core.events import EngineMode, StateChanged
 from core.migrate import store_for
 from core.persisted import PersistError
-from core.ports import Connection
+from core.ports import LiveConnection, MarketDataRest
 from core.state import EngineState
 from utils.settings import Settings
 
@@ -44,9 +51,10 @@ FeedFn = Callable[[Any, asyncio.Event], Awaitable[int]]
 class LiveSetup:
     """What the runner needs for live market data (and, in testnet/live, the exchange)."""
 
-    connection_factory: Callable[[EventBus], Connection] | None
+    connection_factory: Callable[[EventBus], LiveConnection] | None
     feed: FeedFn
     streams: tuple[str, ...]
+    market_data: Callable[[], MarketDataRest]
 
 
 def signer_from_settings(settings: Settings) -> Signer:
@@ -124,22 +132,40 @@ def live_connection_factory(settings: Settings, **overrides: Any) -> LiveSetup:
         SetupError: testnet/live without usable keys.
     """
     streams = tuple(stream_names(settings.symbols, settings.binance_market_streams))
-    factory: Callable[[EventBus], Connection] | None = None
+    built: list[BinanceConnection] = []  # the connection the factory made (testnet/live)
+    factory: Callable[[EventBus], LiveConnection] | None = None
     if settings.trading_mode != "paper":
         config = binance_config(settings, **overrides)
-        factory = lambda bus: BinanceConnection(bus, config)  # noqa: E731
+
+        def factory(bus: EventBus) -> LiveConnection:
+            conn = BinanceConnection(bus, config)
+            built[:] = [conn]
+            return conn
+
+    def market_data() -> MarketDataRest:
+        """The worker's REST: the built connection's client and limiter (one REQUEST_WEIGHT
+        pool), or in paper mode a public client of its own.
+
+        Raises:
+            RuntimeError: testnet/live before the connection was built.
+        """
+        if settings.trading_mode == "paper":
+            return PublicRest.standalone(settings.binance_url("rest"),
+                                         rate_limit_fraction=settings.binance_rate_limit_fraction)
+        if not built:
+            raise RuntimeError("market data asked for before the Binance connection was built")
+        return PublicRest.shared(built[0].rest, built[0].limiter)
 
     async def feed(engine: Any, stop: asyncio.Event) -> int:
         bus = engine.bus
-        conn = engine.connection
+        conn = built[0] if built else None
         market = MarketStreams(settings.binance_url("stream"), streams, publish=bus.publish,
                                bus_status=bus.publish,
                                silence_s=settings.binance_stream_silence_s,
                                public_silence_s=settings.binance_public_silence_s,
                                paths=stream_paths(settings))
-        live = isinstance(conn, BinanceConnection)
         try:
-            if live:
+            if conn is not None:
                 if engine.state.mode is not EngineMode.ARMED:
                     mode = engine.state.mode.value
                     logger.warning("TRADING_MODE=%s: the engine starts %s; arm it to trade",
@@ -153,8 +179,9 @@ def live_connection_factory(settings: Settings, **overrides: Any) -> LiveSetup:
             await stop.wait()
         finally:
             await market.stop()
-            if live:
+            if conn is not None:
                 await conn.stop()
         return market.events
 
-    return LiveSetup(connection_factory=factory, feed=feed, streams=streams)
+    return LiveSetup(connection_factory=factory, feed=feed, streams=streams,
+                     market_data=market_data)

@@ -167,7 +167,9 @@ class WeightPools(Protocol):
     """What ``WorkerBudget`` reads from ``core.binance.rate_limit.RateLimiter``."""
 
     clock: Any
-    pools: Mapping[tuple[str, int], Any]
+
+    @property
+    def pools(self) -> Mapping[tuple[str, int], Any]: ...
 
     def check(self, weight: int, orders: int = 0, *, urgent: bool = False
               ) -> tuple[float, Any]: ...

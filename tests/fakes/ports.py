@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from core.binance.market_rest import MarketRest, RestRequester, WeightPools, WorkerBudget
 from core.event_bus import EventBus
 from core.events import (
     BalanceUpdate,
+    EquitySnapshot,
     OrderRequest,
     OrderSide,
     OrderStatus,
@@ -17,6 +19,16 @@ from core.events import (
 from core.filters import SymbolFilters, filters_for
 
 ZERO = Decimal(0)
+
+
+class FixedClock:
+    """Server time that moves only when a test sets ``ms``."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def now_ms(self) -> int:
+        return self.ms
 
 
 class FakeExchange:
@@ -32,6 +44,9 @@ class FakeExchange:
     def __init__(self, bus: EventBus, prices: dict[str, Decimal]) -> None:
         self.bus = bus
         self.prices = prices
+        self.clock = FixedClock(1_700_000_000_000)
+        self.account: EquitySnapshot | None = None  # what refresh_account reads
+        self.account_reads = 0
         self.positions: dict[str, Decimal] = {}
         self.outstanding: dict[str, OrderRequest] = {}
         self.filled: dict[str, Decimal] = {}
@@ -62,6 +77,14 @@ class FakeExchange:
         self.submitted.append(request)
         self.outstanding[request.client_order_id] = request
         self.filled[request.client_order_id] = ZERO
+
+    # --- ExchangeAccount port
+    async def refresh_account(self) -> Decimal:
+        """Publish ``account`` (set by the test) as the exchange would; its equity."""
+        self.account_reads += 1
+        assert self.account is not None, "set FakeExchange.account first"
+        self.bus.publish(self.account)
+        return self.account.equity
 
     # --- test controls
     def open_position_count(self) -> int:
@@ -140,3 +163,24 @@ class FakeExchange:
 def fund(bus: EventBus, amount: str = "10000", asset: str = "USDT") -> None:
     bus.publish(BalanceUpdate(asset=asset, wallet_balance=Decimal(amount),
                               available_balance=Decimal(amount), ts_ms=0))
+
+
+class FakeMarketDataRest:
+    """A ``core.ports.MarketDataRest`` over a test's REST client and limiter: records the
+    budget fractions asked for and counts ``close()`` calls (it owns nothing)."""
+
+    def __init__(self, rest: RestRequester, limiter: WeightPools) -> None:
+        self.rest = rest
+        self.limiter = limiter
+        self.fractions: list[float] = []
+        self.budgets: list[WorkerBudget] = []
+        self.closed = 0
+
+    def market_rest(self, budget_fraction: float) -> MarketRest:
+        self.fractions.append(budget_fraction)
+        budget = WorkerBudget(self.limiter, budget_fraction)
+        self.budgets.append(budget)
+        return MarketRest(self.rest, budget, self.limiter.clock.now_ms)
+
+    async def close(self) -> None:
+        self.closed += 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core.binance.live import live_connection_factory
 from core.services import Services
 from handlers.host import HostOptions, build_application, serve
 from jobs.market_worker import live_market
@@ -45,7 +46,8 @@ async def market_bot(tmp_path: Path, **overrides) -> AsyncIterator[tuple[Bot, Fa
         tmp_path, telegram, timeframe="1m", ema_fast=9, ema_slow=21, adx_period=14, adx_min=20,
         binance_rest_url=binance.rest_url, binance_stream_url=binance.stream_url,
         market_analysis_executor="thread", binance_stream_silence_s=60, **overrides)
-    services = Services(settings, feed=None, market=live_market(settings))
+    public_rest = live_connection_factory(settings).market_data  # paper: its own client
+    services = Services(settings, feed=None, market=live_market(settings, public_rest))
     options = HostOptions(
         clock=Clock(), project_root=tmp_path, poll_timeout_s=1.0, install_signal_handlers=False,
         outbox={"per_chat_rate": 1000, "per_chat_burst": 1000, "total_rate": 1000,

@@ -34,9 +34,10 @@ from core.market.ta_report import ta_report
 from core.persisted import PersistError
 from handlers.cmd_market import answer_ta
 from handlers.i18n import Texts
-from jobs.market_worker import MarketWorker
+from jobs.market_worker import MarketWorker, live_market
 from tests.conftest import eventually, shared_file
 from tests.fakes.binance_market import FakeBinanceMarket, read_klines_csv
+from tests.fakes.ports import FakeMarketDataRest
 from utils.settings import Settings
 
 pytestmark = pytest.mark.realdata
@@ -192,6 +193,26 @@ async def test_worker_pass_warms_everything_within_the_budget_then_only_open_int
             rig.market.cache.put(kind, key, rig.market.cache.get(kind, key).value)
     await worker.run_pass()
     assert rig.budget.spent_total == weight + 1  # open interest only (REST, every TTL)
+
+
+async def test_live_market_spends_the_ports_pool_and_closes_the_port(rig, tmp_path):
+    settings = Settings(_env_file=None, data_dir=tmp_path, market_analysis_executor="thread",
+                        market_worker_budget_fraction=0.25)
+    port = FakeMarketDataRest(rig.rest, rig.limiter)
+    factory = live_market(settings, lambda: port, clock=rig.clock,
+                          executor_factory=partial(ThreadPoolExecutor, 1))
+    market, worker = factory(settings, build_engine(settings, persist=False))
+    pool = rig.limiter.pools[("REQUEST_WEIGHT", 60_000)]
+    before = pool.used
+    try:
+        await worker.run_pass()
+        spent = port.budgets[0].spent_total
+        assert port.fractions == [0.25] and spent > 0
+        assert pool.used - before == spent == rig.fake.market_weight  # one pool: the port's
+    finally:
+        await worker.stop()
+        await market.stop()
+    assert port.closed == 1
 
 
 async def test_worker_backs_off_on_errors_keeps_serving_and_recovers(rig):
