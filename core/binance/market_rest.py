@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from core.binance.parse_market import KLINE_INTERVAL_MS
 from core.binance.wire import Fields, ParseError, unwrap
-from core.events import Candle
+from core.events import Candle, MarkPrice
 from utils.cache import BudgetExhausted
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,13 @@ class MarkInfo:
     funding_rate: float
     next_funding_ms: int
     ts_ms: int
+
+
+def mark_info(ev: MarkPrice) -> MarkInfo:
+    """The engine's MarkPrice (from ``parse_market.parse_mark_price``, the one parser of the
+    ``markPriceUpdate`` stream payload, or from a replay) as the cache's MarkInfo."""
+    return MarkInfo(ev.symbol, ev.mark_price, ev.index_price, ev.funding_rate,
+                    ev.next_funding_ms, ev.ts_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +130,6 @@ def parse_premium_index(body: Any) -> MarkInfo:
     return MarkInfo(f.text("symbol"), f.number("markPrice"), f.number("indexPrice", ""),
                     f.number("lastFundingRate", ""), f.integer("nextFundingTime", 0),
                     f.integer("time"))
-
-
-def parse_mark_stream(msg: Any) -> MarkInfo:
-    """``markPriceUpdate`` (markPrice@1s stream, PROTOCOL.md §4) -> MarkInfo."""
-    f = Fields(unwrap(msg), "markPriceUpdate")
-    return MarkInfo(f.text("s"), f.number("p"), f.number("i", ""), f.number("r", ""),
-                    f.integer("T", 0), f.integer("E"))
 
 
 def parse_ticker_rest(body: Any) -> Ticker24h:

@@ -37,6 +37,7 @@ from core.binance.parse_market import (  # noqa: F401  (re-exported)
     parse_kline,
     parse_mark_price,
     parse_market_event,
+    parse_trade,
 )
 from core.binance.wire import Fields, ParseError, unwrap
 from core.events import (
@@ -54,7 +55,7 @@ __all__ = [
     "parse_account_config_update", "parse_listen_key_expired", "parse_rate_limits",
     "parse_ws_api_response", "parse_user_event",
     "parse_agg_trade", "parse_book_ticker", "parse_kline", "parse_mark_price",
-    "parse_market_event", "MarketEvent",
+    "parse_market_event", "parse_trade", "MarketEvent",
 ]
 
 ZERO = Decimal(0)

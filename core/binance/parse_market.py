@@ -1,10 +1,15 @@
 """Market-stream payloads -> core/events.py market NamedTuples (parse at the edge).
 
-Payloads (shared/binance/PROTOCOL.md §4): ``aggTrade`` (``nq`` since 2025-12-31),
-``markPriceUpdate`` (``ap`` since 2026-03), ``bookTicker``, ``kline``, and ``depthUpdate``
-(not an engine event: the dispatcher skips it). Since the 2026 "CM migration" payloads carry
-``st`` (1 = USDⓈ-M, 2 = COIN-M); ``st == 2`` payloads are dropped (None). Unknown fields are
-ignored; market prices and quantities are floats by design (core/events.py).
+The one parser of every market-stream payload: the live streams (core/binance/streams.py), the
+market-data worker (core/market/data.py) and the capture replay (core/replay/capture.py, whose
+fast path is checked against it) all go through these functions.
+
+Payloads (shared/binance/PROTOCOL.md §4): ``aggTrade`` (``nq`` since 2025-12-31), ``trade``
+(the raw ``@trade`` stream, on ``/public`` per PROTOCOL.md §10), ``markPriceUpdate`` (``ap`` since
+2026-03), ``bookTicker``, ``kline``, and ``depthUpdate`` (not an engine event: the dispatcher
+skips it). Since the 2026 "CM migration" payloads carry ``st`` (1 = USDⓈ-M, 2 = COIN-M);
+``st == 2`` payloads of every kind are dropped (None). Unknown fields are ignored; market prices
+and quantities are floats by design (core/events.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from core.events import BookTicker, Candle, MarketTick, MarkPrice
 MarketEvent = MarketTick | BookTicker | MarkPrice | Candle
 
 COIN_M = 2
+#: ``X`` of a ``trade`` payload that is an order-book trade; insurance-fund (``INSURANCE_FUND``)
+#: and ADL prints are not market activity (aggTrade never contains them, PROTOCOL.md §4).
+MARKET_TRADE = "MARKET"
 
 #: The one table of Binance kline intervals (``k.i``) in ms; 1M is left out (variable length:
 #: parsers take ``k.T - k.t + 1``). USDⓈ-M futures have no 1s klines (market_rest.INTERVAL_MS).
@@ -38,6 +46,24 @@ def parse_agg_trade(msg: Mapping[str, Any]) -> MarketTick | None:
     ignored), or None for a COIN-M (``st == 2``) payload."""
     d = Fields(unwrap(msg), "aggTrade")
     if _coin_m(d):
+        return None
+    return MarketTick(d.text("s"), d.integer("E"), d.integer("T"), d.number("p"),
+                      d.number("q"), d.flag("m"))
+
+
+def parse_trade(msg: Mapping[str, Any]) -> MarketTick | None:
+    """``trade`` (raw ``@trade`` stream) -> MarketTick, like aggTrade: symbol ``s``, event time
+    ``E`` and trade time ``T`` (ms), price ``p`` and quantity ``q`` (base asset), ``m`` buyer is
+    maker.
+
+    Returns None for a COIN-M (``st == 2``) payload and for an insurance-fund or ADL print
+    (``X`` other than ``"MARKET"``; a payload without ``X`` is a market trade).
+
+    Raises:
+        ParseError: a required field is missing or malformed.
+    """
+    d = Fields(unwrap(msg), "trade")
+    if _coin_m(d) or d.raw("X", MARKET_TRADE) != MARKET_TRADE:
         return None
     return MarketTick(d.text("s"), d.integer("E"), d.integer("T"), d.number("p"),
                       d.number("q"), d.flag("m"))
@@ -80,6 +106,7 @@ def parse_kline(msg: Mapping[str, Any]) -> Candle | None:
 
 _MARKET_PARSERS: dict[str, Callable[[Mapping[str, Any]], MarketEvent | None]] = {
     "aggTrade": parse_agg_trade,
+    "trade": parse_trade,
     "markPriceUpdate": parse_mark_price,
     "bookTicker": parse_book_ticker,
     "kline": parse_kline,

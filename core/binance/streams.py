@@ -2,9 +2,12 @@
 
 Book streams (``bookTicker``, ``depth*``, ``rpiDepth``) live on ``<base>/public``, everything
 else (``aggTrade``, ``markPrice@1s``, ``kline_<i>`` ...) on ``<base>/market``; the legacy
-``/ws`` and ``/stream`` paths were retired on 2026-04-23 and fail silently. One connection per
-route (more past ``MAX_STREAMS`` streams), opened as ``<route>/stream?streams=a/b/c`` with
-lowercase symbols; frames arrive as ``{"stream": name, "data": payload}``.
+``/ws`` and ``/stream`` paths were retired on 2026-04-23 and fail silently. The raw ``@trade``
+stream is not in the official route table; it was measured arriving on ``/public``
+(PROTOCOL.md §10), so it is routed there (prefer ``@aggTrade``). One connection per route (more
+past ``MAX_STREAMS`` streams), opened as ``<route>/stream?streams=a/b/c`` with lowercase
+symbols; frames arrive as ``{"stream": name, "data": payload}`` and go through
+``parse_market_event`` (core/binance/parse_market.py), which routes them on ``e``.
 
 * Pings: Binance pings every 3 minutes; the websockets library answers every ping with a pong
   carrying the same payload (we send no pings of our own: ``ping_interval=None``).
@@ -48,7 +51,7 @@ from utils.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PREFIXES = ("bookTicker", "depth", "rpiDepth")
+PUBLIC_PREFIXES = ("bookTicker", "depth", "rpiDepth", "trade")
 MAX_STREAMS = 200
 ROTATE_S = 23 * 3600 + 30 * 60
 CONTROL_RATE_PER_S = 5.0
@@ -56,7 +59,8 @@ PUBLIC_SILENCE_S = 600.0
 
 
 def route_of(stream: str) -> str:
-    """``public`` for book streams, ``market`` for the rest (PROTOCOL.md §1.3 table)."""
+    """``public`` for book streams and ``@trade``, ``market`` for the rest (PROTOCOL.md §1.3
+    table; ``@trade``: §10)."""
     kind = stream.split("@", 1)[1] if "@" in stream else stream.lstrip("!")
     return "public" if kind.startswith(PUBLIC_PREFIXES) else "market"
 

@@ -39,12 +39,11 @@ from core.binance.errors import Rejected
 from core.binance.market_rest import (
     INTERVAL_MS,
     MarketRest,
-    MarkInfo,
     interval_label,
-    parse_mark_stream,
+    mark_info,
     parse_ticker_stream,
 )
-from core.binance.parse_market import parse_kline
+from core.binance.parse_market import parse_kline, parse_mark_price
 from core.binance.wire import ParseError, unwrap
 from core.engine import strategy_params
 from core.event_bus import EventBus
@@ -227,8 +226,9 @@ class MarketData:
 
     def on_stream_frame(self, raw: str, _recv_ns: int = 0) -> None:
         """One raw frame of the worker's market streams (``MarketStreams(on_raw=...)``):
-        ``kline``, ``markPriceUpdate`` or ``24hrTicker``; anything else is ignored, and a
-        malformed frame is counted and dropped."""
+        ``kline``, ``markPriceUpdate`` or ``24hrTicker``, read by the shared parsers; anything
+        else is ignored, and so are COIN-M (``st == 2``) payloads; a malformed frame is counted
+        and dropped."""
         try:
             data = unwrap(orjson.loads(raw))
             event = data.get("e") if isinstance(data, dict) else None
@@ -237,8 +237,9 @@ class MarketData:
                 if candle is not None:
                     self.on_candle(candle)
             elif event == "markPriceUpdate":
-                info = parse_mark_stream(data)
-                self.cache.put("mark", info.symbol, info)
+                mark = parse_mark_price(data)
+                if mark is not None:
+                    self._on_bus_mark(mark)
             elif event == "24hrTicker":
                 ticker = parse_ticker_stream(data)
                 self.cache.put("ticker", ticker.symbol, ticker)
@@ -269,9 +270,8 @@ class MarketData:
             self.cache.expire("klines", key)
 
     def _on_bus_mark(self, ev: MarkPrice) -> None:
-        self.cache.put("mark", ev.symbol, MarkInfo(ev.symbol, ev.mark_price, ev.index_price,
-                                                   ev.funding_rate, ev.next_funding_ms,
-                                                   ev.ts_ms))
+        """A mark price of the stream (live) or of the engine's bus (replay)."""
+        self.cache.put("mark", ev.symbol, mark_info(ev))
 
     # ------------------------------------------------------------------ loads
 

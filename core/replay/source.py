@@ -62,8 +62,8 @@ def read_capture_chunks(lines: Iterable[bytes], *, reorder_ms: int = 2000,
                         stats: ReplayStats | None = None) -> Iterator[list[MarketEvent]]:
     """Capture lines already in memory through the same parser and reorder buffer as a file
     (``ReplaySource.chunks`` without the file reading): lists of events in exchange-time order."""
-    return reorder(capture_chunks(batched(lines), source, stats), window_ms=reorder_ms,
-                   stats=stats)
+    return reorder(capture_chunks(batched(lines), bad=BadLines(source, stats), stats=stats),
+                   window_ms=reorder_ms, stats=stats)
 
 
 # --------------------------------------------------------------------------- ordering
@@ -244,7 +244,7 @@ class ReplaySource:
     def _chunks(self, f: _File, stats: ReplayStats) -> Iterator[list[MarketEvent]]:
         lines = read_line_chunks(f.path)
         if f.layout is None:
-            chunks = capture_chunks(lines, str(f.path), stats)
+            chunks = capture_chunks(lines, bad=BadLines(str(f.path), stats), stats=stats)
         else:
             chunks = csv_chunks(lines, f.layout, f.symbol or "", bad=BadLines(str(f.path), stats))
         if self._symbols is not None and f.layout is None:

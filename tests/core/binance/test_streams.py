@@ -56,8 +56,8 @@ def test_routes_and_names() -> None:
                                                                   "ethusdt@aggTrade"]
     assert [route_of(s) for s in ("btcusdt@bookTicker", "btcusdt@depth5@100ms",
                                   "btcusdt@aggTrade", "btcusdt@markPrice@1s",
-                                  "btcusdt@kline_1m", "!bookTicker")] == [
-        "public", "public", "market", "market", "market", "public"]
+                                  "btcusdt@kline_1m", "!bookTicker", "btcusdt@trade")] == [
+        "public", "public", "market", "market", "market", "public", "public"]
     urls = connection_urls("wss://fstream.binance.com", STREAMS)
     assert urls == [
         ("market", "wss://fstream.binance.com/market/stream?streams="

@@ -312,7 +312,7 @@ def test_isolated_bad_lines_are_skipped_and_counted(tmp_path):
     lines[500] = lines[500][:-30]  # cut off mid-JSON
     lines[700] = capture_line({k: v for k, v in book(1700).items() if k != "B"})  # missing field
     lines[900] = capture_line({"e": "trade", "E": 1900, "T": 1900, "s": "BTCUSDT", "t": 1,
-                               "p": "1.5", "q": "2", "X": "MARKET", "m": "false"})  # not a bool
+                               "p": "1.5", "q": "2", "X": "MARKET", "m": "no"})  # not a bool
     source = ReplaySource([write_capture(tmp_path / "capture.dat", lines)])
     events = list(source)
     assert len(events) == 997 and source.stats.bad_lines == 3
