@@ -169,8 +169,11 @@ def stored_data(args: argparse.Namespace, settings: Settings,
                          "stored by `main.py download`")
     from core.history.store import find_history
 
-    return [str(p) for p in find_history(settings.data_dir / "history", args.symbol,
-                                         start_ms, end_ms)]
+    notes: list[str] = []
+    paths = find_history(settings.data_dir / "history", args.symbol, start_ms, end_ms, notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return [str(p) for p in paths]
 
 
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:

@@ -11,8 +11,11 @@ Peak memory: each worker's ``ru_maxrss`` recorded with its trials. Each figure i
 Backtest: the shared day repeated (timestamps shifted) into ``--days`` (30) consecutive days of
 1m klines, as ``download`` stores a month; full engine backtest (bar path, paper exchange,
 TRENDING, ORDERING, FOLLOW_ORDERS) from the CSV file; candles/s = candles / backtest wall time.
+``--mark`` measures it a second time with mark-price klines of the same bars added (synthetic:
+the traded OHLC, volume 0, in a ``markPriceKlines`` folder), the two alternating; candles/s
+still counts the traded candles.
 
-    .venv/bin/python bench/optimize_throughput.py [--trials 60] [--runs 3] [--days 30]
+    .venv/bin/python bench/optimize_throughput.py [--trials 60] [--runs 3] [--days 30] [--mark]
 """
 
 from __future__ import annotations
@@ -62,10 +65,14 @@ def one_study(tmp: Path, trials: int, jobs: int, seed: int) -> dict[str, float]:
             "rss": max(rss.values()) if rss else 0.0, "workers": len(rss)}
 
 
-def month_file(tmp: Path, days: int) -> tuple[Path, int]:
+def month_file(tmp: Path, days: int, mark: bool = False) -> tuple[Path, int]:
     lines = DAY_FILE.read_text().splitlines()
     header, rows = lines[0], [ln.split(",") for ln in lines[1:] if ln.strip()]
     out = tmp / f"BTCUSDT-1m-{days}d.csv"
+    if mark:  # the same bars as mark-price klines: every volume column 0
+        rows = [[*r[:5], "0", r[6], "0", "60", "0", "0", "0"] for r in rows]
+        (tmp / "markPriceKlines").mkdir(exist_ok=True)
+        out = tmp / "markPriceKlines" / out.name
     n = 0
     with out.open("w") as f:
         f.write(header + "\n")
@@ -83,6 +90,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--mark", action="store_true",
+                    help="also measure the backtest with mark-price klines added")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} at start")
@@ -109,18 +118,26 @@ def main() -> None:
               f"{statistics.median(speedups):.2f}x")
 
         path, candles = month_file(tmp, args.days)
+        variants = {"": [path]}
+        if args.mark:
+            variants[" + mark-price klines"] = [path, month_file(tmp, args.days, mark=True)[0]]
         settings = load_settings(trading_mode="paper")
-        walls, rates = [], []
+        walls: dict[str, list[float]] = {v: [] for v in variants}
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        trades: dict[str, int] = {}
         for _ in range(5):
-            t0 = time.perf_counter()
-            result = run_backtest(settings, [path])
-            walls.append(time.perf_counter() - t0)
-            rates.append(candles / result.wall_s)
-        print(f"\nbacktest, {args.days} days of 1m klines ({candles:,} candles, "
-              f"{len(result.trades)} trades), median of 5: "
-              f"{statistics.median(rates):,.0f} candles/s engine loop, "
-              f"{candles / statistics.median(walls):,.0f} candles/s including reading the file "
-              f"({statistics.median(walls):.2f} s)")
+            for label, paths in variants.items():
+                t0 = time.perf_counter()
+                result = run_backtest(settings, paths)
+                walls[label].append(time.perf_counter() - t0)
+                rates[label].append(candles / result.wall_s)
+                trades[label] = len(result.trades)
+        for label in variants:
+            wall = statistics.median(walls[label])
+            print(f"\nbacktest, {args.days} days of 1m klines{label} ({candles:,} candles, "
+                  f"{trades[label]} trades), median of 5: "
+                  f"{statistics.median(rates[label]):,.0f} candles/s engine loop, "
+                  f"{candles / wall:,.0f} candles/s including reading the files ({wall:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Rules (README "Paper exchange" → fill model):
   new price of a symbol arrives more than ``stale_ms`` after another kind's, the older kind is
   forgotten: after a gap in the data (two files days apart) nothing is filled, marked or
   liquidated at a price from before the gap. ``fresh(symbol, now)`` is False while no price of
-  the symbol is younger than ``stale_ms``; new entries are refused then.
+  the symbol is younger than ``stale_ms``; new entries are refused then. A mark price more than
+  ``stale_ms`` older than the symbol's newest price (the mark data ended, or is sparser than
+  the trades) no longer drives liquidation and valuation: the last price does until a mark
+  arrives.
 * Executable price of a market order: the best ask (BUY) / bid (SELL), unless a trade printed
   after that quote *through* it (a trade above the ask, below the bid): such a quote is stale
   (bookTicker lags a sweep) and the trade price is the executable one. Without a book, the last
@@ -122,9 +125,18 @@ class MarketView:
             return False
         return not self.stale_ms or now - ts <= self.stale_ms
 
+    def _fresh_mark(self, symbol: str) -> tuple[float, int] | None:
+        """The mark unless ``stale_ms`` older than the symbol's newest price (mark data that
+        ends, or is coarser than the trades, gives way to the last price)."""
+        p = self.mark.get(symbol)
+        if p is None or self.stale_ms and self.newest[symbol] - p[1] > self.stale_ms:
+            return None
+        return p
+
     def reference(self, symbol: str) -> float | None:
-        """Mark price, else last trade price, else mid of the book; None when none is known."""
-        p = self.mark.get(symbol) or self.last.get(symbol)
+        """Mark price (unless stale, see ``has_mark``), else last trade price, else mid of the
+        book; None when none is known."""
+        p = self._fresh_mark(symbol) or self.last.get(symbol)
         if p is not None:
             return p[0]
         b = self.book.get(symbol)
@@ -135,7 +147,9 @@ class MarketView:
         return p[0] if p is not None else None
 
     def has_mark(self, symbol: str) -> bool:
-        return symbol in self.mark
+        """Whether a mark price drives the symbol now: one at most ``stale_ms`` older than the
+        symbol's newest price of any kind."""
+        return self._fresh_mark(symbol) is not None
 
     def spread(self, symbol: str) -> float | None:
         """Ask − bid of the latest quote, None without a book."""

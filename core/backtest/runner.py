@@ -7,6 +7,10 @@ core/backtest/report.py. Nothing is persisted: a backtest never reads or writes 
 Timeframe: trades and captures are bucketed into candles of the requested timeframe. Klines
 are used at their own interval when no timeframe is asked; a coarser one that is a multiple of
 it is built from them (1m -> 5m); a finer one, or one that is not a multiple, is an error.
+
+Mark-price klines among the files (``markPriceKlines``) become MarkPrice events on their own
+price path (core/replay/bar_ticks.py), so the mark price drives unrealized PnL, liquidation,
+funding payments and mark-price stops as on Binance. They cannot drive a backtest alone.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from core.backtest.report import BacktestResult
 from core.backtest.tracking import Diagnostics, EquityTracker
 from core.engine import build_engine
 from core.event_bus import EventBus
-from core.events import BarTick, Candle, EngineMode, ExitReason, FundingRate
+from core.events import Candle, EngineMode, ExitReason, FundingRate
 from core.replay.bar_ticks import position_side, with_bar_ticks
 from core.replay.csv_files import symbol_from_filename
+from core.replay.lines import MarkKline
 from core.replay.source import ReplaySource
 from utils.settings import Settings, parse_timeframe
 from utils.version import code_version
@@ -43,6 +48,7 @@ PROBE_EVENTS = 5_000  # events read ahead to learn which symbols the data holds
 MAX_CHART_POINTS = 5_000
 PROGRESS_EVERY = 1 << 16  # events between progress checks
 _SECRETS = ("binance_api_key", "binance_api_secret", "telegram_bot_token")
+MARK_KLINES = "markprice_klines_csv"
 
 
 class BacktestError(ValueError):
@@ -82,6 +88,13 @@ def _kline_timeframe(head: list, asked: str | None) -> tuple[int | None, str | N
     return want, asked
 
 
+def _counted(chunks: Iterator[list], read: list[int]) -> Iterator[list]:
+    """``chunks`` unchanged, their events counted into ``read[0]``."""
+    for chunk in chunks:
+        read[0] += len(chunk)
+        yield chunk
+
+
 def _settings_doc(settings: Settings) -> dict[str, str]:
     view = settings.public_view()
     for name in _SECRETS:
@@ -94,12 +107,14 @@ class LoadedData:
     """A backtest's market events read once and kept in memory, for an optimizer that runs many
     backtests over the same data (``run_backtest(..., data=)``). ``events`` are the replay's
     output in exchange-time order (no synthetic bar path: that depends on each run's position);
-    ``klines`` says whether the files were klines."""
+    ``klines`` says whether the files were klines, ``marks`` whether they had mark-price klines
+    (``MarkKline`` records, turned into MarkPrice events by each run)."""
 
     files: tuple[str, ...]
     symbol: str | None
     klines: bool
     events: list[Any]
+    marks: bool = False
 
     @property
     def first_ts_ms(self) -> int:
@@ -113,7 +128,7 @@ class LoadedData:
         """The events with ``start_ms <= ts_ms < end_ms`` (either bound may be None)."""
         lo = 0 if start_ms is None else bisect_left(self.events, start_ms, key=_TS)
         hi = len(self.events) if end_ms is None else bisect_left(self.events, end_ms, key=_TS)
-        return LoadedData(self.files, self.symbol, self.klines, self.events[lo:hi])
+        return LoadedData(self.files, self.symbol, self.klines, self.events[lo:hi], self.marks)
 
 
 _TS = attrgetter("ts_ms")
@@ -140,7 +155,8 @@ def load_events(settings: Settings, paths: Sequence[str | Path], *,
         what = f" for {symbol.upper()}" if symbol else ""
         raise BacktestError(f"no market events{what} in {', '.join(map(str, paths))}")
     return LoadedData(tuple(str(p) for p in paths), symbol.upper() if symbol else None,
-                      "klines_csv" in source.formats, events)
+                      "klines_csv" in source.formats, events,
+                      MARK_KLINES in source.formats)
 
 
 def run_backtest(
@@ -186,12 +202,13 @@ def run_backtest(
     stream: Iterator[list]
     if data is not None:
         symbol = symbol or data.symbol
-        klines = data.klines
+        klines, marks = data.klines, data.marks
         kept = data.window(start_ms, end_ms).events
         stream = (kept[i:i + 4096] for i in range(0, len(kept), 4096))
     else:
         source = _source(settings, paths, symbol)
         klines = "klines_csv" in source.formats
+        marks = MARK_KLINES in source.formats
         stream = in_range(source.chunks(), start_ms, end_ms)
     head_chunks: list[list] = []
     for chunk in stream:
@@ -205,6 +222,9 @@ def run_backtest(
         where = f" within --timerange {timerange}" if timerange else ""
         kind = "market events" if not head else "price data (only funding rates)"
         raise BacktestError(f"no {kind}{what}{where} in {', '.join(map(str, paths))}")
+    if all(type(ev) is MarkKline for ev in prices):
+        raise BacktestError(f"only mark-price klines in {', '.join(map(str, paths))}: the "
+                            f"mark price is not traded; add the symbol's trades or klines")
     notes: list[str] = []
     seen = sorted({ev.symbol for ev in prices})
     if symbol:
@@ -232,7 +252,9 @@ def run_backtest(
     tracker.start(first_ts)
 
     chunks: Iterator[list] = hold_funding(chain(head_chunks, stream))
-    if klines:  # no trades: a price path per bar, adverse extreme first for the held side
+    read = [0]  # the data's events read so far (not the synthetic paths)
+    if klines or marks:  # price paths per bar, adverse extreme first for the held side
+        chunks = _counted(chunks, read)
         events: Iterator = with_bar_ticks(chain.from_iterable(chunks),
                                           position_side(engine.state))
         if resample_ms:
@@ -246,12 +268,11 @@ def run_backtest(
         for ev in chunk:
             publish(ev)
         last_ts = chunk[-1].ts_ms
-        if not klines or type(chunk[0]) is not BarTick:  # the data's events, not the path
-            count += len(chunk)
-            done += len(chunk)
-            if progress is not None and done >= PROGRESS_EVERY:
-                progress(count, last_ts)
-                done = 0
+        done += len(chunk)
+        if progress is not None and done >= PROGRESS_EVERY:
+            progress(read[0] if klines or marks else count + done, last_ts)
+            count, done = count + done, 0
+    count = read[0] if klines or marks else count + done
     engine.close_position(ExitReason.END, last_ts)
     wall = time.perf_counter() - started
     tracker.finish(last_ts)

@@ -4,7 +4,10 @@ Looks under ``DATA_DIR/history/data/futures/um/`` for the files ``download`` sto
 archives (``*.zip``) and REST copies of recent periods (``*.rest.csv``). Which data drives the
 backtest: the symbol's aggTrades when they cover the range (with its bookTicker files when there
 are any), else its klines of the shortest interval stored; funding rates are added whenever
-stored. markPriceKlines are not replayed (the replay would read them as traded candles).
+stored, and mark-price klines (``markPriceKlines``) of the shortest interval that covers the
+range day by day (the replay turns them into MarkPrice events, core/replay/bar_ticks.py). Mark
+klines that leave days of the range out are not added (the backtest would switch between mark
+and last price mid-range); a note says so and names the download command that completes them.
 
 For each kind a monthly archive wins over daily files of the same month, and a daily archive
 over a REST copy of the same day. The range must be covered day by day by the driving kind;
@@ -94,9 +97,11 @@ def _gaps(files: list[Stored], start_ms: int, end_ms: int) -> list[date]:
 
 
 def find_history(root: Path, symbol: str, start_ms: int | None,
-                 end_ms: int | None) -> list[Path]:
+                 end_ms: int | None, notes: list[str] | None = None) -> list[Path]:
     """The stored files for ``symbol`` over ``[start_ms, end_ms)`` (either may be None: the
-    stored data's own start or end), in time order per kind.
+    stored data's own start or end), in time order per kind: the driving kind, funding rates,
+    mark-price klines. ``notes`` (when given) receives a line for stored mark-price klines left
+    out because they miss days of the range.
 
     Raises:
         HistoryError: nothing stored for the symbol, or days missing in the range (the message
@@ -127,4 +132,33 @@ def find_history(root: Path, symbol: str, start_ms: int | None,
             raise HistoryError(f"stored {what} for {symbol} miss {span}; run main.py download "
                                f"--symbols {symbol} --from {first} --to {last} --kinds {what}")
     funding = _overlapping(_files(root, "fundingRate", symbol, None), start_ms, end_ms)
-    return [s.path for s in driving + funding]
+    marks, note = _marks(root, symbol, start_ms, end_ms, driving)
+    if note and notes is not None:
+        notes.append(note)
+    return [s.path for s in driving + funding + marks]
+
+
+def _marks(root: Path, symbol: str, start_ms: int | None, end_ms: int | None,
+           driving: list[Stored]) -> tuple[list[Stored], str]:
+    """The mark-price klines of the shortest interval that covers the range (that of the
+    driving files where ``start_ms``/``end_ms`` is None), or none and a note on the stored
+    ones that miss days ("" when none are stored)."""
+    lo = start_ms if start_ms is not None else min(day_ms(s.start) for s in driving)
+    hi = end_ms if end_ms is not None else max(day_ms(s.end + timedelta(1)) for s in driving)
+    partial = ""
+    for interval in INTERVALS:
+        found = _overlapping(_files(root, "markPriceKlines", symbol, interval), lo, hi)
+        if not found:
+            continue
+        missing = _gaps(found, lo, hi)
+        if not missing:
+            return found, ""
+        if not partial:
+            first, last = missing[0], missing[-1]
+            span = f"{first}" if first == last else f"{first} .. {last} ({len(missing)} days)"
+            partial = (f"stored markPriceKlines:{interval} for {symbol} miss {span}: not used "
+                       f"(unrealized PnL, liquidation and stops follow the last price); run "
+                       f"main.py download --symbols {symbol} --from {first} --to {last} "
+                       f"--kinds markPriceKlines:{interval}")
+    return [], partial
+

@@ -13,9 +13,17 @@ the two non-official files in ``../shared/data/binance-usdm``):
 ``klines_csv``      ``open_time,open,high,low,close,volume,close_time,...,ignore`` (12 columns, any
                     interval) -> closed ``Candle``, ts_ms = close time,
                     interval_ms = close_time + 1 - open_time
+``markprice_klines_csv``  the klines columns with every volume column 0 (data.binance.vision
+                    ``markPriceKlines``; recognised by where the file is stored, see
+                    core/replay/source.py) -> ``MarkKline``, ts_ms = close time
 ``funding_csv``     ``calc_time,funding_interval_hours,last_funding_rate`` (official) or freqtrade's
                     ``date,timestamp_ms,funding_rate`` -> ``FundingRate``
 ==================  ==============================================================================
+
+A klines row with volume 0 whose high and low differ is a bad row: no trade cannot move a traded
+price, so it is a mark or index price kline read as traded; a ``markprice_klines_csv`` row with a
+non-zero volume is a bad row too. Either way a wrong file fails (core/replay/lines.py's bad-line
+policy) instead of replaying mark prices as trades or trades as mark prices.
 
 Timestamps above 1e14 are microseconds (data.binance.vision moved spot files to µs in 2025) and
 are floored to ms. CSV rows carry no symbol: ``symbol_from_filename`` reads it from the official
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick
+from core.replay.lines import MarkKline
 
 _US = 100_000_000_000_000  # a ms timestamp stays below 1e14 until the year 5138
 _TRUE = frozenset((b"t", b"T", b"1"))
@@ -74,11 +83,30 @@ def _bookticker(sym: str) -> Callable[[list[bytes]], Any]:
     return row
 
 
+_NOT_TRADED = ("volume 0 while the price moved: a mark or index price kline, not a traded one "
+               "(mark-price klines are read from a folder named markPriceKlines, as download "
+               "stores them)")
+
+
 def _klines(sym: str) -> Callable[[list[bytes]], Any]:
     def row(f: list[bytes]) -> Candle:
         start, close_ms = _ms(f[0]), _ms(f[6])
-        return _new(Candle, (sym, close_ms, close_ms + 1 - start, start, float(f[1]), float(f[2]),
-                             float(f[3]), float(f[4]), float(f[5]), True))
+        volume, high, low = float(f[5]), float(f[2]), float(f[3])
+        if not volume and high != low:  # no trade cannot move a traded price
+            raise ValueError(_NOT_TRADED)
+        return _new(Candle, (sym, close_ms, close_ms + 1 - start, start, float(f[1]), high, low,
+                             float(f[4]), volume, True))
+    return row
+
+
+def _mark_klines(sym: str) -> Callable[[list[bytes]], Any]:
+    def row(f: list[bytes]) -> MarkKline:
+        if float(f[5]):  # Binance writes 0 in every volume column of a mark-price kline
+            raise ValueError(f"traded volume {f[5].decode(errors='replace')}: a traded kline, "
+                             f"not a mark-price kline")
+        start, close_ms = _ms(f[0]), _ms(f[6])
+        return _new(MarkKline, (sym, close_ms, close_ms + 1 - start, start, float(f[1]),
+                                float(f[2]), float(f[3]), float(f[4])))
     return row
 
 
@@ -118,6 +146,12 @@ _HEADERS: dict[tuple[str, ...], tuple[str, Callable[[str], Callable[[list[bytes]
     ("date", "timestamp_ms", "funding_rate"): ("funding_csv", _funding_freqtrade),
 }
 _ISO_DATE = re.compile(r"^\d{4}-\d\d-\d\d[T ]")
+
+
+def as_mark_klines(layout: CsvLayout) -> CsvLayout:
+    """The ``markprice_klines_csv`` layout of a file sniffed as ``klines_csv`` (same columns;
+    the caller knows from where the file is stored that it holds mark prices)."""
+    return CsvLayout("markprice_klines_csv", layout.has_header, _mark_klines)
 
 
 def _is_bool(field: str) -> bool:

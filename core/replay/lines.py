@@ -9,13 +9,31 @@ import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from core.events import BookTicker, Candle, FundingRate, MarketTick, MarkPrice
 
 logger = logging.getLogger("core.replay.source")
 
-MarketEvent = MarketTick | BookTicker | MarkPrice | Candle | FundingRate
+
+class MarkKline(NamedTuple):
+    """One mark-price kline of a stored ``markPriceKlines`` file (data.binance.vision
+    ``futures/um/.../markPriceKlines/<SYMBOL>/<interval>/``, or the REST copy of
+    ``GET /fapi/v1/markPriceKlines``): the replay's record of it, never published. The bar path
+    (core/replay/bar_ticks.py) turns it into ``MarkPrice`` events. ``ts_ms`` is the close time
+    (when the bar's high, low and close are all known); prices in quote asset."""
+
+    symbol: str
+    ts_ms: int
+    interval_ms: int
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+MarketEvent = MarketTick | BookTicker | MarkPrice | Candle | FundingRate | MarkKline
 E = TypeVar("E", bound=tuple)
 
 _BLOCK = 1 << 20

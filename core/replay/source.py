@@ -10,13 +10,21 @@ Inputs, detected from content (gzip and single-member zip by magic bytes, never 
   ``!markPrice@arr``) -> ``MarkPrice``; ``kline`` -> ``Candle``. Depth updates, REST snapshots and
   other messages are skipped (depth lines before any JSON parsing).
 * the CSV files of data.binance.vision and freqtrade, see core/replay/csv_files.py.
+* mark-price klines (``markprice_klines_csv`` -> ``MarkKline``, turned into ``MarkPrice`` events
+  by core/replay/bar_ticks.py): a klines CSV stored in a folder named ``markPriceKlines``, as
+  data.binance.vision and ``main.py download`` lay them out. The folder decides, because the
+  archive names both kinds alike (``BTCUSDT-1m-2024-01-01.zip``) and the content only tells a
+  traded kline from a price kline (mark, index and premium index klines all have volume 0).
+  The content must agree: a traded row (volume > 0) in that folder, or a price row (volume 0,
+  the price moving) outside it, is a bad row, so a misplaced file fails instead of replaying
+  trades as marks or marks as trades.
 
 Ordering: captures are written in receive order, which is not exchange order (up to ~300 ms
 apart in btcusdt_20230405.dat.gz). Each file goes through a bounded reorder buffer of
 ``reorder_ms``: an event is held until an event ``reorder_ms`` newer has been read. Output is
 nondecreasing in ``ts_ms`` and stable (file order) for equal timestamps. An event older than one
 already emitted is still emitted, at once, and counted in ``ReplayStats.late``. Several files are
-merged on ``ts_ms``.
+merged on ``ts_ms`` (mark-price klines first among equal timestamps).
 
 Bad lines: a line that does not parse (invalid JSON, a known event with a missing or malformed
 field, a CSV row with bad values) is skipped and counted in ``ReplayStats.bad_lines`` as long as
@@ -40,7 +48,13 @@ from pathlib import Path
 import orjson
 
 from core.replay.capture import LOCAL_TS, batched, capture_chunks, read_capture_lines
-from core.replay.csv_files import CsvLayout, csv_chunks, sniff_csv, symbol_from_filename
+from core.replay.csv_files import (
+    CsvLayout,
+    as_mark_klines,
+    csv_chunks,
+    sniff_csv,
+    symbol_from_filename,
+)
 from core.replay.lines import (
     BadLines,
     E,
@@ -55,6 +69,7 @@ __all__ = ["MarketEvent", "ReplayError", "ReplaySource", "ReplayStats", "detect_
            "read_capture_chunks", "read_capture_lines", "reorder"]
 
 _TS = itemgetter(1)  # ts_ms is field 1 of every market NamedTuple
+MARK_FOLDER = "markPriceKlines"  # data.binance.vision's folder, kept by download
 
 
 def read_capture_chunks(lines: Iterable[bytes], *, reorder_ms: int = 2000,
@@ -167,13 +182,19 @@ def _sniff(path: Path, symbol: str | None) -> _File:
         layout = sniff_csv(first)
     except ValueError as exc:
         raise ReplayError(f"{path}: {' '.join(str(exc).split())}") from None
+    if MARK_FOLDER in path.parts:
+        if layout.fmt != "klines_csv":
+            raise ReplayError(f"{path}: a {layout.fmt} file in a {MARK_FOLDER} folder; "
+                              f"mark-price klines have the klines columns")
+        layout = as_mark_klines(layout)
     symbol = symbol.upper() if symbol else symbol_from_filename(path.name)
     return _File(path, layout.fmt, layout, symbol)
 
 
 def detect_format(path: str | Path) -> str:
     """The format of a market-data file from its content: ``capture``, ``aggtrades_csv``,
-    ``trades_csv``, ``bookticker_csv``, ``klines_csv`` or ``funding_csv``.
+    ``trades_csv``, ``bookticker_csv``, ``klines_csv``, ``markprice_klines_csv`` (klines
+    columns in a folder named ``markPriceKlines``) or ``funding_csv``.
 
     Reads only the first non-empty line. Raises ReplayError for an unreadable, empty, binary or
     unknown file.
@@ -232,7 +253,9 @@ class ReplaySource:
         """
         self.stats = stats = ReplayStats(files=[str(f.path) for f in self._files])
         wanted = self._symbols
-        streams = [self._chunks(f, stats) for f in self._files
+        # mark-price files first: at an equal ts_ms a bar's MarkKline precedes its Candle
+        files = sorted(self._files, key=lambda f: f.fmt != "markprice_klines_csv")
+        streams = [self._chunks(f, stats) for f in files
                    if f.symbol is None or wanted is None or f.symbol in wanted]
         if len(streams) == 1:
             yield from streams[0]

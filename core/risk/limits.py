@@ -190,7 +190,8 @@ def check_exposure(limits: RiskLimits, notional: Decimal, leverage: int) -> Brea
 
 def check_price_band(limits: RiskLimits, price: Decimal, mark: Decimal | None) -> Breach | None:
     """The signal's reference price at most ``price_band_pct`` % from the mark price.
-    Passes when no mark price is known yet (klines-only backtests have none)."""
+    Passes when no mark price is known yet (a klines backtest without stored mark-price
+    klines has none)."""
     if not limits.price_band_pct or mark is None or mark <= 0:
         return None
     dev = abs(price - mark) / mark * HUNDRED

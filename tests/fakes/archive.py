@@ -58,6 +58,17 @@ def bars_for(base_day: date, rows: list[list[str]], start: date, end: date) -> l
     return out
 
 
+def mark_rows(rows: list[list[str]], factor: float = 1.0) -> list[list[str]]:
+    """Synthetic mark-price klines for traded klines ``rows`` (there is no real markPriceKlines
+    file in the shared data): the traded open, high, low and close times ``factor``, in Binance's
+    markPriceKlines columns (every volume column 0, count 60: one mark per second of a 1m bar,
+    as ``GET /fapi/v1/markPriceKlines`` answers)."""
+    def px(x: str) -> str:
+        return f"{float(x) * factor:.2f}"
+    return [[r[0], px(r[1]), px(r[2]), px(r[3]), px(r[4]), "0", r[6], "0", "60", "0", "0", "0"]
+            for r in rows]
+
+
 def funding_rows(start: date, end: date, rate: float = 0.0001) -> list[list[str]]:
     """Official fundingRate CSV rows every 8 h over ``start..end``; the rate alternates."""
     t, stop = day_ms(start), day_ms(end + timedelta(1))

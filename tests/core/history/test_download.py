@@ -19,7 +19,7 @@ from core.binance.rest import RestClient
 from core.history.download import download
 from core.history.layout import HistoryError, Kind, parse_kinds, plan
 from tests.conftest import shared_file
-from tests.fakes.archive import FakeArchive, bars_for, funding_rows, read_day
+from tests.fakes.archive import FakeArchive, bars_for, funding_rows, mark_rows, read_day
 
 TODAY = date(2023, 5, 4)  # April 2023 is complete, May 1-3 are the current month
 KL = "data/futures/um/{period}/klines/{sym}/1m/{sym}-1m-{stamp}.zip"
@@ -34,14 +34,14 @@ def content() -> FakeArchive:
     f = FakeArchive()
     april = bars_for(base_day, rows, date(2023, 4, 1), date(2023, 4, 30))
     f.add_klines(KL.format(period="monthly", sym="BTCUSDT", stamp="2023-04"), april)
-    f.add_klines(MK.format(period="monthly", sym="BTCUSDT", stamp="2023-04"), april)
+    f.add_klines(MK.format(period="monthly", sym="BTCUSDT", stamp="2023-04"), mark_rows(april))
     may1 = bars_for(base_day, rows, date(2023, 5, 1), date(2023, 5, 1))
     f.add_klines(KL.format(period="daily", sym="BTCUSDT", stamp="2023-05-01"), may1)
     f.add_funding(FR.format(sym="BTCUSDT", stamp="2023-04"),
                   funding_rows(date(2023, 4, 1), date(2023, 4, 30)))
     may = bars_for(base_day, rows, date(2023, 5, 1), date(2023, 5, 3))
     f.rest_bars[("/fapi/v1/klines", "BTCUSDT")] = may
-    f.rest_bars[("/fapi/v1/markPriceKlines", "BTCUSDT")] = may
+    f.rest_bars[("/fapi/v1/markPriceKlines", "BTCUSDT")] = mark_rows(may)
     f.rest_funding["BTCUSDT"] = [(int(r[0]), float(r[2])) for r in
                                  funding_rows(date(2023, 5, 1), date(2023, 5, 3))]
     return f

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, shared_file
-from tests.core.history.test_download import KL, content, fake  # noqa: F401  (fixtures)
-from tests.fakes.archive import FakeArchive, bars_for, read_day
+from tests.core.history.test_download import KL, MK, content, fake  # noqa: F401  (fixtures)
+from tests.fakes.archive import FakeArchive, bars_for, mark_rows, read_day
 
 
 async def _main(tmp_path: Path, *args: str) -> tuple[int, str, str]:
@@ -59,6 +59,41 @@ async def test_download_then_backtest_finds_the_stored_files(fake: FakeArchive, 
                                  "2023-04-29", "--to", "2023-05-02")
     assert code == 1 and err.count("\n") == 1
     assert "miss 2023-05-01 .. 2023-05-02" in err and "main.py download" in err
+
+
+async def test_downloaded_mark_klines_drive_liquidation_in_the_backtest(
+        fake: FakeArchive, tmp_path: Path) -> None:  # noqa: F811
+    """download -> backtest --symbol finds the stored markPriceKlines -> the paper exchange
+    liquidates on the mark (synthetic: the real April bars 6 % lower), not the trade price."""
+    base_day, rows = read_day(shared_file("BTCUSDT-1m-2023-04-15.csv"))
+    april = bars_for(base_day, rows, date(2023, 4, 1), date(2023, 4, 30))
+    fake.add_klines(MK.format(period="monthly", sym="BTCUSDT", stamp="2023-04"),
+                    mark_rows(april, 0.94))
+    code, _, err = await _main(tmp_path, "download", "--symbols", "BTCUSDT", "--from",
+                               "2023-04-01", "--to", "2023-04-30", "--kinds",
+                               "klines:1m,markPriceKlines:1m,fundingRate", "--base-url",
+                               fake.base_url)
+    assert code == 0, err
+    params = ["--param", "leverage=20", "--param", "risk_price_band_pct=0", "--param",
+              "risk_daily_loss_usdt=0", "--param", "risk_daily_loss_pct=0", "--param",
+              "risk_max_drawdown_pct=0", "--param", "risk_max_consecutive_losses=0"]
+    out = tmp_path / "m.json"
+    code, _, err = await _main(tmp_path, "backtest", "--symbol", "BTCUSDT", "--from",
+                               "2023-04-15", "--to", "2023-04-15", "--json", str(out), *params)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert any("markPriceKlines" in f["path"] for f in result["data"]["files"])
+    longs = [t for t in result["trades"] if t["side"] == "LONG"]
+    assert longs and all(t["exit_reason"] == "LIQUIDATION" for t in longs)
+    # the same range without the stored marks: the trade price drives, nobody is liquidated
+    for f in (tmp_path / "data/history").rglob("*"):
+        if f.is_file() and "markPriceKlines" in f.parts:
+            f.unlink()
+    code, _, err = await _main(tmp_path, "backtest", "--symbol", "BTCUSDT", "--from",
+                               "2023-04-15", "--to", "2023-04-15", "--json", str(out), *params)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["trades"] and all(t["exit_reason"] != "LIQUIDATION" for t in result["trades"])
 
 
 @pytest.mark.parametrize("fault", ["bad_checksum", "missing"])
