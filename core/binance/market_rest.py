@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.binance.parse_market import KLINE_INTERVAL_MS
+from core.binance.parse_market import KLINE_INTERVAL_MS, is_coin_m
 from core.binance.wire import Fields, ParseError, unwrap
 from core.events import Candle, MarkPrice
 from utils.cache import BudgetExhausted
@@ -140,9 +140,12 @@ def parse_ticker_rest(body: Any) -> Ticker24h:
                      f.number("quoteVolume"), f.integer("closeTime"))
 
 
-def parse_ticker_stream(msg: Any) -> Ticker24h:
-    """``24hrTicker`` (``<symbol>@ticker`` stream) -> Ticker24h."""
+def parse_ticker_stream(msg: Any) -> Ticker24h | None:
+    """``24hrTicker`` (``<symbol>@ticker`` stream) -> Ticker24h, or None for a COIN-M
+    (``st == 2``) payload like every market-stream parser (core.binance.parse_market)."""
     f = Fields(unwrap(msg), "24hrTicker")
+    if is_coin_m(f):
+        return None
     return Ticker24h(f.text("s"), f.number("c"), f.number("P"), f.number("h"), f.number("l"),
                      f.number("v"), f.number("q"), f.integer("E"))
 

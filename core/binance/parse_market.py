@@ -37,7 +37,8 @@ KLINE_INTERVAL_MS: dict[str, int] = {
 }
 
 
-def _coin_m(d: Fields) -> bool:
+def is_coin_m(d: Fields) -> bool:
+    """True for a COIN-M payload (``st == 2``); a payload without ``st`` is USDⓈ-M."""
     return d.has("st") and d.integer("st") == COIN_M
 
 
@@ -45,7 +46,7 @@ def parse_agg_trade(msg: Mapping[str, Any]) -> MarketTick | None:
     """``aggTrade`` -> MarketTick (quantity ``q``: all market trades, including RPI; ``nq`` is
     ignored), or None for a COIN-M (``st == 2``) payload."""
     d = Fields(unwrap(msg), "aggTrade")
-    if _coin_m(d):
+    if is_coin_m(d):
         return None
     return MarketTick(d.text("s"), d.integer("E"), d.integer("T"), d.number("p"),
                       d.number("q"), d.flag("m"))
@@ -63,7 +64,7 @@ def parse_trade(msg: Mapping[str, Any]) -> MarketTick | None:
         ParseError: a required field is missing or malformed.
     """
     d = Fields(unwrap(msg), "trade")
-    if _coin_m(d) or d.raw("X", MARKET_TRADE) != MARKET_TRADE:
+    if is_coin_m(d) or d.raw("X", MARKET_TRADE) != MARKET_TRADE:
         return None
     return MarketTick(d.text("s"), d.integer("E"), d.integer("T"), d.number("p"),
                       d.number("q"), d.flag("m"))
@@ -73,7 +74,7 @@ def parse_mark_price(msg: Mapping[str, Any]) -> MarkPrice | None:
     """``markPriceUpdate`` -> MarkPrice (``ap``, the moving average, is not an engine field).
     An empty funding rate (delivery contracts) reads as 0."""
     d = Fields(unwrap(msg), "markPriceUpdate")
-    if _coin_m(d):
+    if is_coin_m(d):
         return None
     return MarkPrice(d.text("s"), d.integer("E"), d.number("p"), d.number("i", ""),
                      d.number("r", ""), d.integer("T", 0))
@@ -82,7 +83,7 @@ def parse_mark_price(msg: Mapping[str, Any]) -> MarkPrice | None:
 def parse_book_ticker(msg: Mapping[str, Any]) -> BookTicker | None:
     """``bookTicker`` -> BookTicker; ``ts_ms`` is ``E`` (``T`` when a payload lacks ``E``)."""
     d = Fields(unwrap(msg), "bookTicker")
-    if _coin_m(d):
+    if is_coin_m(d):
         return None
     ts = d.integer("E") if d.has("E") else d.integer("T")
     return BookTicker(d.text("s"), ts, d.number("b"), d.number("B"), d.number("a"),
@@ -93,7 +94,7 @@ def parse_kline(msg: Mapping[str, Any]) -> Candle | None:
     """``kline`` -> Candle (``closed`` is ``k.x``; ``interval_ms`` from ``k.i``, or
     ``k.T - k.t + 1`` for intervals of variable length such as 1M)."""
     d = Fields(unwrap(msg), "kline")
-    if _coin_m(d):
+    if is_coin_m(d):
         return None
     k = d.obj("k")
     interval = k.text("i")

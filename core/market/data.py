@@ -242,7 +242,8 @@ class MarketData:
                     self._on_bus_mark(mark)
             elif event == "24hrTicker":
                 ticker = parse_ticker_stream(data)
-                self.cache.put("ticker", ticker.symbol, ticker)
+                if ticker is not None:
+                    self.cache.put("ticker", ticker.symbol, ticker)
         except (ParseError, orjson.JSONDecodeError, KeyError) as exc:
             self.bad_frames += 1
             if self.bad_frames <= 3:

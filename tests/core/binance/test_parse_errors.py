@@ -5,6 +5,7 @@ fuzz test over mutated recorded samples."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +29,7 @@ from core.binance.parse import (
     parse_user_event,
     parse_ws_api_response,
 )
-from core.events import OrderStatus
+from core.events import MarketTick, OrderStatus
 
 pytestmark = pytest.mark.realdata
 D = Decimal
@@ -203,6 +204,36 @@ def test_coin_m_payloads_are_dropped(samples_dir: Path) -> None:
         assert parse_market_event(msg) is None, name
         data["st"] = 1
         assert (parse_market_event(msg) is None) == (data["e"] == "depthUpdate"), name
+
+
+def _first_capture_line(path: Path, needle: bytes) -> dict[str, Any]:
+    """The first line of a recorded capture (``<recv_us> <frame>``) containing ``needle``."""
+    with gzip.open(path, "rb") as fh:
+        for line in fh:
+            if needle in line:
+                return json.loads(line.split(b" ", 1)[1])
+    raise AssertionError(f"{needle!r} not in {path.name}")
+
+
+def test_trade_insurance_fund_and_adl_prints_are_not_market_ticks(data_dir: Path) -> None:
+    # the one INSURANCE_FUND print of the real 2023-04-05 capture (PROTOCOL.md §4)
+    frame = _first_capture_line(data_dir / "btcusdt_20230405.dat.gz", b'"X":"INSURANCE_FUND"')
+    assert frame["data"]["e"] == "trade"
+    assert parse_market_event(frame) is None
+    for kind, expected_none in (("MARKET", False), ("ADL", True), ("NA", True)):
+        frame["data"]["X"] = kind
+        assert (parse_market_event(frame) is None) == expected_none, kind
+    frame["data"]["X"] = "MARKET"
+    tick = parse_market_event(frame)
+    assert tick == MarketTick("BTCUSDT", 1680652874406, 1680652874400, 28722.5, 0.001, True)
+    del frame["data"]["X"]  # a payload without X is a market trade
+    assert parse_market_event(frame) == tick
+    frame["data"]["st"] = 2
+    assert parse_market_event(frame) is None
+    frame["data"]["st"] = 1
+    del frame["data"]["p"]
+    with pytest.raises(ParseError, match="trade: missing field 'p'"):
+        parse_market_event(frame)
 
 
 def test_market_edge_cases() -> None:

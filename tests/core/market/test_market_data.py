@@ -297,6 +297,28 @@ async def test_streams_keep_series_current_and_a_drop_with_lost_bars_reloads(rig
         await worker.stop()
 
 
+async def test_stream_frames_go_through_the_shared_parsers_and_coin_m_is_dropped(rig):
+    market = rig.market
+    mark = {"e": "markPriceUpdate", "E": 1_700_000_000_000, "s": "BTCUSDT", "p": "30301.50",
+            "ap": "30300.00", "P": "30302.00", "i": "30299.00", "r": "0.00020000",
+            "T": 1_700_006_400_000}
+    ticker = {"e": "24hrTicker", "E": 1_700_000_000_000, "s": "BTCUSDT", "p": "10", "P": "0.5",
+              "w": "30000", "c": "30300.0", "Q": "1", "o": "30000", "h": "30400", "l": "29900",
+              "v": "100", "q": "3000000", "O": 0, "C": 1, "F": 1, "L": 2, "n": 3}
+    for payload in (mark, ticker):  # COIN-M (st 2, since the 2026 CM migration): dropped
+        market.on_stream_frame(json.dumps({"stream": "x", "data": {**payload, "st": 2}}))
+    assert market.cache.get("mark", "BTCUSDT") is None
+    assert market.cache.get("ticker", "BTCUSDT") is None
+    for payload in (mark, ticker):
+        market.on_stream_frame(json.dumps({"stream": "x", "data": {**payload, "st": 1}}))
+    assert market.cache.get("mark", "BTCUSDT").value.mark_price == 30_301.5
+    assert market.cache.get("ticker", "BTCUSDT").value.last_price == 30_300.0
+    market.on_stream_frame(json.dumps({**mark, "p": "nan"}))  # counted and dropped
+    market.on_stream_frame("{not json")
+    assert market.bad_frames == 2
+    assert market.cache.get("mark", "BTCUSDT").value.mark_price == 30_301.5
+
+
 async def test_watch_adds_streams_and_persists(rig, tmp_path):
     market = rig.market
     worker = MarketWorker(market, rig.fake.stream_url, refresh_s=3600, silence_s=60)
