@@ -69,6 +69,7 @@ from core.journal_backend import (
     JournalError,
     SqliteBackend,
 )
+from core.persisted import Fields
 from utils.aio import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -148,11 +149,42 @@ def fill_row(event: OrderUpdate) -> tuple:
     )
 
 
-def _trade_from_row(row: tuple) -> ClosedTrade:
-    return ClosedTrade(**{
-        name: _TRADE_PARSE.get(name, Decimal)(value)
-        for name, value in zip(_TRADE_FIELDS, row, strict=False)
-    })
+_SIGNED = frozenset({"gross_pnl", "fees", "funding", "net_pnl"})  # may be negative (USDT)
+
+
+def _trade_from_row(row: tuple, where: str) -> ClosedTrade:
+    """A ``trades`` row ``(id, *TRADE_FIELDS)`` -> ClosedTrade, validated like every persisted
+    document (core/persisted.py): a known symbol name, side and exit reason, exchange times
+    (ms, entry <= exit), finite Decimal strings, prices and quantity >= 0.
+
+    Raises:
+        PersistError: names ``where`` (the journal), the row id and the field.
+    """
+    f = Fields(dict(zip(("id", *_TRADE_FIELDS), row, strict=True)), f"{where} [trades row "
+               f"{row[0]}]")
+    values: dict[str, Any] = {}
+    for name in _TRADE_FIELDS:
+        if name == "symbol":
+            values[name] = f.symbol(name)
+        elif name in ("side", "exit_reason"):
+            values[name] = f.enum(name, _TRADE_PARSE[name])
+        elif name.endswith("_ts_ms"):
+            values[name] = f.ts(name)
+        else:
+            values[name] = f.dec(name, minimum=None if name in _SIGNED else Decimal(0))
+    if values["exit_ts_ms"] < values["entry_ts_ms"]:
+        f.fail("exit_ts_ms", f"is {values['exit_ts_ms']}, before entry_ts_ms")
+    return ClosedTrade(**values)
+
+
+def _equity_from_row(row: tuple, where: str) -> tuple[int, Decimal]:
+    """An ``equity`` row ``(id, ts_ms, equity)`` -> ``(ts_ms, equity USDT)``, validated.
+
+    Raises:
+        PersistError: names ``where`` (the journal), the row id and the field.
+    """
+    f = Fields({"ts_ms": row[1], "equity": row[2]}, f"{where} [equity row {row[0]}]")
+    return f.ts("ts_ms"), f.dec("equity", minimum=None)
 
 
 class Journal:
@@ -266,6 +298,16 @@ class Journal:
             if conn is not None:
                 await conn.close()
 
+    async def abandon(self) -> None:
+        """Close the database without writing the pending rows (a start that stops: the
+        journal is left exactly as it was found)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
     def _describe(self) -> str:
         return self._backend.describe()
 
@@ -341,23 +383,34 @@ class Journal:
 
     async def trades(self, since_ms: int | None = None,
                      limit: int | None = None) -> list[ClosedTrade]:
-        """Round trips that closed at or after ``since_ms``, the newest ``limit``, newest last."""
+        """Round trips that closed at or after ``since_ms``, the newest ``limit``, newest last.
+
+        Raises:
+            core.persisted.PersistError: a row read is invalid (names journal, row and field).
+        """
         rows = await self._query(
-            f"SELECT {', '.join(_TRADE_FIELDS)} FROM trades WHERE account = ? AND exit_ts_ms >= ?"
+            f"SELECT id, {', '.join(_TRADE_FIELDS)} FROM trades WHERE account = ?"
+            " AND exit_ts_ms >= ?"
             " ORDER BY exit_ts_ms DESC, id DESC" + ("" if limit is None else " LIMIT ?"),
             (self._account, since_ms if since_ms is not None else -(2**62),
              *(() if limit is None else (limit,))),
         )
-        return [_trade_from_row(r) for r in reversed(rows)]
+        where = f"journal {self._describe()}"
+        return [_trade_from_row(r, where) for r in reversed(rows)]
 
     async def equity_curve(self, since_ms: int | None = None) -> list[tuple[int, Decimal]]:
-        """``(ts_ms, equity)`` points, oldest first, from equity snapshots."""
+        """``(ts_ms, equity)`` points (ms, USDT), oldest first, from equity snapshots.
+
+        Raises:
+            core.persisted.PersistError: a row read is invalid (names journal, row and field).
+        """
         rows = await self._query(
-            "SELECT ts_ms, equity FROM equity WHERE account = ? AND ts_ms >= ?"
+            "SELECT id, ts_ms, equity FROM equity WHERE account = ? AND ts_ms >= ?"
             " ORDER BY ts_ms, id",
             (self._account, since_ms if since_ms is not None else -(2**62)),
         )
-        return [(ts, Decimal(eq)) for ts, eq in rows]
+        where = f"journal {self._describe()}"
+        return [_equity_from_row(r, where) for r in rows]
 
     async def entry_times(self, since_ms: int, limit: int = 1000) -> list[int]:
         """Exchange times (ms) of entry ``OrderRequest``s at or after ``since_ms``, oldest
@@ -371,13 +424,17 @@ class Journal:
         return [ts for (ts,) in reversed(rows)]
 
     async def peak_equity(self, since_ms: int = 0) -> Decimal | None:
-        """The highest journaled equity at or after ``since_ms`` (USDT), None without any."""
+        """The highest journaled equity at or after ``since_ms`` (USDT), None without any.
+
+        Raises:
+            core.persisted.PersistError: the row is invalid (names journal, row and field).
+        """
         number = self._backend.dialect.number.format(col="equity")
         rows = await self._query(
-            f"SELECT equity FROM equity WHERE account = ? AND ts_ms >= ? ORDER BY {number} DESC"
-            " LIMIT 1", (self._account, since_ms),
+            f"SELECT id, ts_ms, equity FROM equity WHERE account = ? AND ts_ms >= ?"
+            f" ORDER BY {number} DESC LIMIT 1", (self._account, since_ms),
         )
-        return Decimal(rows[0][0]) if rows else None
+        return _equity_from_row(rows[0], f"journal {self._describe()}")[1] if rows else None
 
     async def recent_events(self, limit: int) -> list[dict]:
         """The last ``limit`` events, oldest first, as

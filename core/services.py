@@ -166,12 +166,22 @@ class Services:
 
         Raises:
             core.journal.JournalError: the journal cannot be opened.
+            core.persisted.PersistError: a journal row RISK restores its history from is
+                invalid (journal and store are closed untouched).
         """
         if self._started:
             return
         await self.journal.start()
         self._started = True
-        await self._restore_risk()
+        try:
+            await self._restore_risk()
+        except BaseException:  # the bot does not start: journal and store stay as found
+            self._started = False
+            await self.journal.abandon()
+            await self.market.stop()
+            if self.engine.store is not None:
+                self.engine.store.abandon()
+            raise
         for note in self.engine.recovery_notes:  # corrections made at startup: tell the trader
             self.engine.bus.publish(EngineError(source="recovery", message=note,
                                                 ts_ms=self.now_ms()))
@@ -188,7 +198,12 @@ class Services:
             self.start_feed()
 
     async def _restore_risk(self) -> None:
-        """Top RISK's book up from the journal (trades, entries, equity peak it lacks)."""
+        """Top RISK's book up from the journal (trades, entries, equity peak it lacks).
+
+        Raises:
+            core.persisted.PersistError: a journal row read is invalid: the start stops (a loss
+                limit must not forget today's losses), the journal is left as it is.
+        """
         book = self.engine.risk.book
         try:
             trades = await self.journal.trades(since_ms=book.last_trade_ms + 1, limit=1000)

@@ -4,6 +4,7 @@ REQUIRE_SAMPLE_DATA=1 (CI), which turns the skip into a failure."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -24,24 +25,33 @@ SAMPLES_DIR = SHARED / "binance" / "samples"
 _QUIETED_LOGGERS = ("aiosqlite", "httpx")
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Put the logging configuration back after every test: a test that calls ``main()``
-    installs handlers on the root logger that write to that test's (then closed) captured
-    stderr, and later tests would print "--- Logging error --- ValueError: I/O operation on
-    closed file"."""
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """Put the logging configuration back on exit: ``main()`` installs handlers on the root
+    logger that write to the caller's (then closed) captured stderr, and later tests would print
+    "--- Logging error --- ValueError: I/O operation on closed file" or keep its levels. For
+    fixtures wider than a test that call ``main()``; every test runs inside one already."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level,
              {name: logging.getLogger(name).level for name in _QUIETED_LOGGERS})
-    yield
-    for handler in root.handlers[:]:
-        if handler not in saved[0]:
-            root.removeHandler(handler)
-            handler.close()
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    for name, level in saved[2].items():
-        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in saved[0]:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The logging configuration is put back after every test (``restored_logging``)."""
+    with restored_logging():
+        yield
 
 
 def _need(path: Path) -> Path:

@@ -14,7 +14,7 @@ import pytest
 
 from core.store import Store, read_document
 from main import main
-from tests.conftest import shared_file
+from tests.conftest import restored_logging, shared_file
 
 DATA = "BTCUSDT-1m-2023-04-15.csv"
 
@@ -275,3 +275,75 @@ def test_a_bad_outbox_row_stops_and_the_queued_alert_stays(hosted, capsys, assig
     assert code == 2 and "\n" not in err and "Traceback" not in err
     assert str(path) in err and "[outbox seq 1]" in err and f"field '{field}'" in err, err
     assert digest(path) == before
+
+
+# ------------------------------------------------ journal rows RISK restores its history from
+
+LATER = 1_681_603_200_000  # 2023-04-16, after every round trip of the first run
+GOOD_TRADE = {"account": "main", "symbol": "BTCUSDT", "side": "LONG", "entry_ts_ms": LATER - 60_000,
+              "exit_ts_ms": LATER, "entry_price": "30000.0", "exit_price": "30010.0",
+              "quantity": "0.016", "gross_pnl": "0.16", "fees": "0.48", "funding": "0",
+              "net_pnl": "-0.32", "exit_reason": "TP"}
+BAD_ROWS = [
+    ("trades", {"net_pnl": "NaN"}, "net_pnl"),
+    ("trades", {"quantity": "-0.016"}, "quantity"),
+    ("trades", {"side": "UP"}, "side"),
+    ("trades", {"symbol": "btc/usdt"}, "symbol"),
+    ("trades", {"exit_reason": "LUCK"}, "exit_reason"),
+    ("trades", {"entry_ts_ms": "yesterday"}, "entry_ts_ms"),
+    ("trades", {"entry_ts_ms": LATER + 1}, "exit_ts_ms"),
+    ("trades", {"fees": "0,48"}, "fees"),
+    ("equity", {"equity": "1e999"}, "equity"),  # the highest: the peak RISK reads
+    ("equity", {"equity": "NaN"}, "equity"),  # in today's curve
+]
+
+
+@pytest.fixture(scope="module")
+def journal_with_history(tmp_path_factory) -> Path:
+    """A data folder after one persisted replay: 25 round trips, RISK's book in the store."""
+    root = tmp_path_factory.mktemp("history")
+    with pytest.MonkeyPatch.context() as mp, restored_logging():
+        mp.chdir(root)
+        for k in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_ADMIN_IDS", "TRADING_MODE", "SYMBOLS"):
+            mp.delenv(k, raising=False)
+        mp.setenv("LOG_LEVEL", "ERROR")
+        mp.setenv("DATA_DIR", str(root / "data"))
+        assert main(["run", "--replay", str(shared_file(DATA)), "--speed", "0"]) == 0
+    return root / "data"
+
+
+@pytest.mark.parametrize(("table", "change", "field"), BAD_ROWS,
+                         ids=[f"{t}.{f}={next(iter(c.values()))!r}" for t, c, f in BAD_ROWS])
+def test_a_bad_journal_row_of_the_risk_history_stops_with_one_line(
+        env, capsys, journal_with_history, table, change, field):
+    for src in journal_with_history.iterdir():
+        (env / src.name).write_bytes(src.read_bytes())
+    db = env / "journal.sqlite3"
+    with closing(sqlite3.connect(db)) as conn:
+        n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        assert n > 0
+        if table == "trades":
+            row = GOOD_TRADE | change
+        else:
+            row = {"account": "main", "ts_ms": 1_681_560_000_000, "wallet_balance": "990",
+                   "unrealized_pnl": "0"} | change
+        cols = ", ".join(row)
+        conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(row))})",
+                     tuple(row.values()))
+        conn.commit()
+        new_id = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
+    before = digest(db)
+    code, err = run(capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err, err
+    assert str(db) in err and f"[{table} row {new_id}]" in err and f"field '{field}'" in err, err
+    assert digest(db) == before
+
+
+def test_a_valid_journal_history_restarts(env, capsys, journal_with_history):
+    for src in journal_with_history.iterdir():
+        (env / src.name).write_bytes(src.read_bytes())
+    with closing(sqlite3.connect(env / "journal.sqlite3")) as conn:
+        conn.execute(f"INSERT INTO trades ({', '.join(GOOD_TRADE)}) VALUES"
+                     f" ({', '.join('?' * len(GOOD_TRADE))})", tuple(GOOD_TRADE.values()))
+        conn.commit()
+    assert run(capsys)[0] == 0
