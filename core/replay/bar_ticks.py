@@ -19,8 +19,10 @@ have shown them:
 
 * traded klines of the same bar and interval drive the symbol: the mark path is interleaved
   with the traded one, step by step at the same synthetic times (open, extreme, extreme,
-  close), each mark just before the traded price of its step. Both paths are the same guess
-  about the bar, so neither is ahead of the other.
+  close), each mark just after the traded price of its step. Both paths are the same guess
+  about the bar, so neither is ahead of the other: a mark-price trigger crossed at a step
+  fills with the traded price of that step (core/paper_prices.py), and mark klines equal to
+  the traded ones give the same trades as none.
 * otherwise (trades drive the symbol, or the traded klines have another interval): the high,
   low and close are replayed at the mark bar's close time, the first moment all three are
   known. A mark crossing inside the bar is seen up to one interval late, never early. The open
@@ -105,9 +107,9 @@ def with_bar_ticks(events: Iterable, side_of: Callable[[str], int] | None = None
             share = ev.volume / 4
             for i, price in enumerate(path):
                 ts = min(t0 + i * step, ev.ts_ms)
+                yield _new(BarTick, (sym, ts, ts, price, share, False))
                 if marks is not None:
                     yield _new(MarkPrice, (sym, ts, marks[i], 0.0, rate, 0))
-                yield _new(BarTick, (sym, ts, ts, price, share, False))
         elif kind is MarketTick:
             traded[ev.symbol] = ev.ts_ms
         elif kind is MarkKline:

@@ -67,14 +67,27 @@ def test_mark_path_interleaved_with_the_traded_bar_path(tmp_path: Path) -> None:
     assert len(candles) == 1440
     for i in candles:
         c, steps = out[i], out[i - 8:i]
-        assert [type(e) for e in steps] == [MarkPrice, BarTick] * 4
+        assert [type(e) for e in steps] == [BarTick, MarkPrice] * 4
         m = bars[c.open_ms]
-        assert [e.mark_price for e in steps[::2]] == [m.open, m.low, m.high, m.close]
-        assert [e.price for e in steps[1::2]] == [c.open, c.low, c.high, c.close]
+        assert [e.mark_price for e in steps[1::2]] == [m.open, m.low, m.high, m.close]
+        assert [e.price for e in steps[::2]] == [c.open, c.low, c.high, c.close]
         assert [e.ts_ms for e in steps[::2]] == [e.ts_ms for e in steps[1::2]]
         assert c.ts_ms - 3 <= steps[-1].ts_ms <= c.ts_ms  # the path ends at the close
     assert all(e.index_price == 0.0 and e.next_funding_ms == 0
                for e in out if type(e) is MarkPrice)
+
+
+def test_mark_klines_equal_to_the_traded_ones_change_no_trade(tmp_path: Path) -> None:
+    # The mark of each step is replayed with (just after) the traded price of that step: a
+    # mark-price take profit fills at its trigger as on the traded path, not at the previous
+    # step's price (it did when the mark came first: 25 TPs filled up to 40 USDT worse).
+    settings = Settings(_env_file=None).model_copy(update=RISK_OFF)
+    assert settings.working_type == "MARK_PRICE"
+    without = run_backtest(settings, [shared_file(KLINES)])
+    with_marks = run_backtest(settings, [shared_file(KLINES), _marks(tmp_path)])
+    assert any(t.exit_reason is ExitReason.TP for t in without.trades)
+    assert with_marks.trades == without.trades
+    assert with_marks.final_balance == without.final_balance
 
 
 def _minute_bars(ticks: list[MarketTick]) -> list[list[str]]:
