@@ -61,6 +61,9 @@ BAD_FIELDS = [
     ("engine_state", "seq", "7"),
     ("engine_state", "orders", []),
     ("engine_state", "version", 99),
+    ("engine_state", "risk", {"day_realized": "NaN"}),  # the RISK guardian's checkpoint
+    ("engine_state", "risk", {"entries": [1681516800000, "soon"]}),
+    ("engine_state", "risk", {"loss_streek": 2}),
     ("paper_account", "wallet", "-5"),
     ("paper_account", "wallet", "NaN"),
     ("paper_account", "positions", []),
