@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.events import EngineMode, OrderSide, PositionPhase, Side
 from core.persisted import Fields, PersistError
+from core.risk.book import check_checkpoint
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -27,41 +28,6 @@ STATE_KEY = "engine_state"
 
 class StateError(PersistError):
     """The persisted state is invalid; the message names the file and the field."""
-
-
-_RISK_TIMES = ("day_start_ms", "cooldown_until_ms", "last_trade_ms", "daily_ack_ms",
-               "peak_since_ms")
-_RISK_COUNTS = ("day_trades", "loss_streak")
-_RISK_LISTS = ("entries", "orders")  # exchange times (ms) of recent entries / orders
-
-
-def _risk_checkpoint(f: Fields) -> dict[str, Any]:
-    """Validate the RISK guardian's checkpoint (``core.risk.book.RiskBook.to_dict``; ``{}``
-    for a fresh book): times in ms, counts >= 0, money as finite Decimal strings (USDT; the
-    equities may be null before the first figure), no unknown field. Returns it unchanged.
-
-    Raises:
-        PersistError: names the field, e.g. ``risk.day_realized`` or ``risk.entries[3]``.
-    """
-    f.only(*_RISK_TIMES, *_RISK_COUNTS, *_RISK_LISTS, "day_start_equity", "day_realized",
-           "equity", "peak_equity")
-    for name in _RISK_TIMES:
-        f.ts(name, default=0)
-    for name in _RISK_COUNTS:
-        f.int_(name, default=0)
-    for name in ("day_start_equity", "equity"):
-        if f.doc.get(name) is not None:
-            f.dec(name, minimum=None)
-    f.dec("day_realized", default="0", minimum=None)
-    f.dec("peak_equity", default="0")
-    for name in _RISK_LISTS:
-        times = f.doc.get(name, [])
-        if not isinstance(times, list):
-            f.fail(name, f"must be a list of times (ms), got {type(times).__name__}")
-        for i, t in enumerate(times):
-            item = f"{name}[{i}]"
-            Fields({item: t}, f.where, f.prefix).ts(item)
-    return dict(f.doc)
 
 
 @dataclass(slots=True)
@@ -166,7 +132,7 @@ class EngineState:
                 orders=orders, seq=f.int_("seq", default=0),
                 halt_reason=f.str_("halt_reason", default="", max_len=500),
                 halted_ms=f.ts("halted_ms", default=0),
-                risk=_risk_checkpoint(Fields(f.obj("risk"), where, "risk.")),
+                risk=check_checkpoint(Fields(f.obj("risk"), where, "risk.")),
             )
             if state.phase is PositionPhase.FLAT:
                 if state.quantity:

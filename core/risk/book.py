@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.events import ClosedTrade
+from core.persisted import Fields
 from core.risk.limits import DAY_MS, MINUTE_MS
 
 ZERO = Decimal(0)
@@ -34,6 +35,41 @@ ENTRY_MEMORY_MS = DAY_MS  # entries older than this matter to no limit
 def day_start(ts_ms: int) -> int:
     """Start of the UTC day holding ``ts_ms`` (ms)."""
     return ts_ms - ts_ms % DAY_MS
+
+
+_RISK_TIMES = ("day_start_ms", "cooldown_until_ms", "last_trade_ms", "daily_ack_ms",
+               "peak_since_ms")
+_RISK_COUNTS = ("day_trades", "loss_streak")
+_RISK_LISTS = ("entries", "orders")  # exchange times (ms) of recent entries / orders
+
+
+def check_checkpoint(f: Fields) -> dict[str, Any]:
+    """Validate a checkpoint on load (``RiskBook.to_dict``'s output, kept in the engine state;
+    ``{}`` for a fresh book): times in ms, counts >= 0, money as finite Decimal strings (USDT; the
+    equities may be null before the first figure), no unknown field. Returns it unchanged.
+
+    Raises:
+        PersistError: names the field, e.g. ``risk.day_realized`` or ``risk.entries[3]``.
+    """
+    f.only(*_RISK_TIMES, *_RISK_COUNTS, *_RISK_LISTS, "day_start_equity", "day_realized",
+           "equity", "peak_equity")
+    for name in _RISK_TIMES:
+        f.ts(name, default=0)
+    for name in _RISK_COUNTS:
+        f.int_(name, default=0)
+    for name in ("day_start_equity", "equity"):
+        if f.doc.get(name) is not None:
+            f.dec(name, minimum=None)
+    f.dec("day_realized", default="0", minimum=None)
+    f.dec("peak_equity", default="0")
+    for name in _RISK_LISTS:
+        times = f.doc.get(name, [])
+        if not isinstance(times, list):
+            f.fail(name, f"must be a list of times (ms), got {type(times).__name__}")
+        for i, t in enumerate(times):
+            item = f"{name}[{i}]"
+            Fields({item: t}, f.where, f.prefix).ts(item)
+    return dict(f.doc)
 
 
 @dataclass(slots=True)
@@ -155,11 +191,8 @@ class RiskBook:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RiskBook:
-        """Rebuild from ``to_dict``'s output; an empty dict gives a fresh book.
-
-        Raises:
-            ValueError, KeyError, TypeError, ArithmeticError: a malformed checkpoint.
-        """
+        """Rebuild from ``to_dict``'s output, checked on load by ``check_checkpoint``; an
+        empty dict gives a fresh book."""
         def money(x: Any) -> Decimal | None:
             return None if x is None else Decimal(str(x))
         return cls(

@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.event_bus import EventBus
 from core.events import (
@@ -50,7 +50,9 @@ from core.risk import limits as L
 from core.risk.book import RiskBook, day_start
 from core.risk.limits import Breach, RiskLimits
 from core.risk.view import risk_snapshot, risk_summary
-from core.state import EngineState
+
+if TYPE_CHECKING:
+    from core.state import EngineState
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +89,7 @@ class RiskGuardian:
         self._conn = connection
         self.limits = limits
         self.asset = asset
-        try:
-            self.book = RiskBook.from_dict(state.risk)
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            logger.error("risk checkpoint in the state is unreadable; rebuilt from the journal")
-            self.book = RiskBook()
+        self.book = RiskBook.from_dict(state.risk)  # checked when the state was loaded
         self._wallet: Decimal | None = None
         self._marks: dict[str, tuple[Decimal, Decimal, int, int]] = {}  # mark, rate, next, ts
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}  # signed qty, entry price
