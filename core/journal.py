@@ -286,24 +286,22 @@ class Journal:
 
     async def stop(self) -> None:
         """Stop the flush task, write every pending row, close the database."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        if self._conn is None:
-            return
-        if not await self.flush():
-            logger.error("journal closed with %d rows unwritten (%s)", self.pending_count,
-                         self._describe())
-        async with self._lock:  # no flush may be using the connection while it closes
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await conn.close()
+        await self._close(flush=True)
 
     async def abandon(self) -> None:
         """Close the database without writing the pending rows (a start that stops: the
         journal is left exactly as it was found)."""
+        await self._close(flush=False)
+
+    async def _close(self, *, flush: bool) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        async with self._lock:
+        if self._conn is None:
+            return
+        if flush and not await self.flush():
+            logger.error("journal closed with %d rows unwritten (%s)", self.pending_count,
+                         self._describe())
+        async with self._lock:  # no flush may be using the connection while it closes
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
