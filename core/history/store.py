@@ -127,10 +127,8 @@ def find_history(root: Path, symbol: str, start_ms: int | None,
         main_kind = [s for s in driving if "bookTicker" not in str(s.path)]
         missing = _gaps(main_kind, start_ms, end_ms)
         if missing:
-            first, last = missing[0], missing[-1]
-            span = f"{first}" if first == last else f"{first} .. {last} ({len(missing)} days)"
-            raise HistoryError(f"stored {what} for {symbol} miss {span}; run main.py download "
-                               f"--symbols {symbol} --from {first} --to {last} --kinds {what}")
+            gap, download = _missing(what, symbol, missing)
+            raise HistoryError(f"{gap}; run {download}")
     funding = _overlapping(_files(root, "fundingRate", symbol, None), start_ms, end_ms)
     marks, note = _marks(root, symbol, start_ms, end_ms, driving)
     if note and notes is not None:
@@ -154,11 +152,17 @@ def _marks(root: Path, symbol: str, start_ms: int | None, end_ms: int | None,
         if not missing:
             return found, ""
         if not partial:
-            first, last = missing[0], missing[-1]
-            span = f"{first}" if first == last else f"{first} .. {last} ({len(missing)} days)"
-            partial = (f"stored markPriceKlines:{interval} for {symbol} miss {span}: not used "
-                       f"(unrealized PnL, liquidation and stops follow the last price); run "
-                       f"main.py download --symbols {symbol} --from {first} --to {last} "
-                       f"--kinds markPriceKlines:{interval}")
+            gap, download = _missing(f"markPriceKlines:{interval}", symbol, missing)
+            partial = (f"{gap}: not used (unrealized PnL, liquidation and stops follow the last "
+                       f"price); run {download}")
     return [], partial
+
+
+def _missing(kind: str, symbol: str, missing: list[date]) -> tuple[str, str]:
+    """``("stored <kind> for <symbol> miss <days>", "main.py download ...")``: the gap and the
+    command that fills it (``kind`` as ``--kinds`` takes it, e.g. ``klines:1m``)."""
+    first, last = missing[0], missing[-1]
+    span = f"{first}" if first == last else f"{first} .. {last} ({len(missing)} days)"
+    return (f"stored {kind} for {symbol} miss {span}",
+            f"main.py download --symbols {symbol} --from {first} --to {last} --kinds {kind}")
 
