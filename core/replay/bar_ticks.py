@@ -81,12 +81,18 @@ def with_bar_ticks(events: Iterable, side_of: Callable[[str], int] | None = None
     def side(symbol: str) -> int:
         return side_of(symbol) if side_of is not None else 0
 
+    def at_close(m: MarkKline) -> Iterator[MarkPrice]:
+        return _mark_at_close(m, side(m.symbol), rates.get(m.symbol, 0.0))
+
+    def next_due() -> float:
+        return min((m.ts_ms for m in pending.values()), default=_NEVER)
+
     for ev in events:
         if ev[1] > due:  # no traded kline came for these mark klines: their path at the close
             for sym in sorted((s for s, m in pending.items() if m.ts_ms < ev[1]),
                               key=lambda s: pending[s].ts_ms):
-                yield from _mark_at_close(pending.pop(sym), side(sym), rates.get(sym, 0.0))
-            due = min((m.ts_ms for m in pending.values()), default=_NEVER)
+                yield from at_close(pending.pop(sym))
+            due = next_due()
         kind = type(ev)
         if kind is Candle and ev.closed and traded.get(ev.symbol, -1) < ev.open_ms:
             sym = ev.symbol
@@ -96,7 +102,7 @@ def with_bar_ticks(events: Iterable, side_of: Callable[[str], int] | None = None
             m = pending.get(sym)
             if m is not None and m.open_ms == ev.open_ms and m.interval_ms == ev.interval_ms:
                 del pending[sym]
-                due = min((k.ts_ms for k in pending.values()), default=_NEVER)
+                due = next_due()
                 marks: tuple[float, ...] | None = (m.open, m.low, m.high, m.close) if low_first \
                     else (m.open, m.high, m.low, m.close)
             else:
@@ -115,19 +121,19 @@ def with_bar_ticks(events: Iterable, side_of: Callable[[str], int] | None = None
         elif kind is MarkKline:
             sym = ev.symbol
             if traded.get(sym, -1) >= ev.open_ms:  # trades drive the symbol
-                yield from _mark_at_close(ev, side(sym), rates.get(sym, 0.0))
+                yield from at_close(ev)
             else:
                 old = pending.get(sym)
                 if old is not None:
-                    yield from _mark_at_close(old, side(sym), rates.get(sym, 0.0))
+                    yield from at_close(old)
                 pending[sym] = ev
-                due = min((m.ts_ms for m in pending.values()), default=_NEVER)
+                due = next_due()
             continue  # the record itself is never published
         elif kind is FundingRate:
             rates[ev.symbol] = ev.funding_rate
         yield ev
-    for sym in sorted(pending, key=lambda s: pending[s].ts_ms):
-        yield from _mark_at_close(pending[sym], side(sym), rates.get(sym, 0.0))
+    for m in sorted(pending.values(), key=lambda m: m.ts_ms):
+        yield from at_close(m)
 
 
 def position_side(state: EngineState) -> Callable[[str], int]:
